@@ -1,0 +1,119 @@
+"""``elastic-nb demo``: the notebook's run, headless, with an HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .cluster import ElasticCluster
+from .datasets import make_regression
+from .models import LinearRegression
+from .monitor import Monitor
+from .plots import write_report
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text):
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="elastic-nb", description="Elastic machine learning on Dask."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo",
+        help="launch an adaptive local cluster, train on it, write report.html and events.jsonl",
+    )
+    demo.add_argument("--rows", type=_positive_int, default=1_000_000)
+    demo.add_argument("--cols", type=_positive_int, default=16)
+    demo.add_argument("--chunk-rows", type=_positive_int, default=50_000)
+    demo.add_argument("--minimum", type=_non_negative_int, default=1)
+    demo.add_argument("--maximum", type=_positive_int, default=2)
+    demo.add_argument("--solver", choices=["gd"], default="gd",
+                      help="iterative solver run after the exact one")
+    demo.add_argument("--iterations", type=_positive_int, default=30)
+    demo.add_argument("--out", type=Path, default=Path("elastic-nb-out"))
+    return parser
+
+
+def _printer(monitor, run_name):
+    record_event = monitor.training_callback(run_name)
+
+    def callback(record):
+        record_event(record)
+        workers = monitor.current_workers()
+        print(
+            f"  {run_name:>6} iter {record['iteration']:4d}  loss {record['loss']:.6g}  "
+            f"workers {workers if workers is not None else '?'}  "
+            f"{record['elapsed']:6.2f}s",
+            flush=True,
+        )
+
+    callback.run = record_event.run
+    return callback
+
+
+def demo(args) -> int:
+    if args.chunk_rows > args.rows:
+        print(f"error: --chunk-rows ({args.chunk_rows}) must be <= --rows ({args.rows})",
+              file=sys.stderr)
+        return 2
+    if args.maximum < args.minimum:
+        print(f"error: --maximum ({args.maximum}) must be >= --minimum ({args.minimum})",
+              file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    print(f"launching an adaptive cluster of {args.minimum}..{args.maximum} workers", flush=True)
+    with ElasticCluster(minimum=args.minimum, maximum=args.maximum) as cluster:
+        monitor = Monitor(cluster).start()
+        try:
+            print(f"dashboard: {cluster.dashboard_link}", flush=True)
+            X, y, _ = make_regression(args.rows, args.cols, chunks=args.chunk_rows)
+            X, y = cluster.client.persist([X, y])
+            print(f"data: {args.rows} x {args.cols} float64 in {X.numblocks[0]} chunks, "
+                  "generated on the workers", flush=True)
+            exact = LinearRegression(solver="normal", callback=_printer(monitor, "exact"))
+            exact.fit(X, y)
+            iterative = LinearRegression(
+                solver=args.solver, max_iter=args.iterations, tol=0.0,
+                callback=_printer(monitor, args.solver),
+            )
+            iterative.fit(X, y)
+            time.sleep(2 * monitor.interval)  # one more sample after training
+        finally:
+            monitor.stop()
+    gap = float(np.max(np.abs(iterative.coef_ - exact.coef_)))
+    report = write_report(monitor, args.out / "report.html", title="elastic-nb demo")
+    events = monitor.to_jsonl(args.out / "events.jsonl")
+    print(f"{args.solver} vs exact: max coefficient difference {gap:.2e}")
+    print(f"cost: {monitor.worker_seconds():.1f} worker-seconds; "
+          f"wall time {time.perf_counter() - started:.1f} s")
+    print(f"wrote {report} and {events}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        return demo(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands first
+
+
+if __name__ == "__main__":
+    sys.exit(main())

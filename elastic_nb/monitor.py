@@ -1,0 +1,207 @@
+"""The one event stream that plots, the panel, the CLI, reports and tests read."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from pathlib import Path
+
+from ._validation import check_float
+
+SAMPLE, ITERATION, SCALE, RUN = "sample", "iteration", "scale", "run"
+
+
+class Monitor:
+    """Samples a cluster periodically and records training and scaling events.
+
+    State
+    -----
+    events : list of dict
+        Append-only, in time order. Every event has ``kind`` and ``time`` (seconds since
+        the monitor started); the kinds are
+
+        - ``"sample"``: ``workers`` running, ``workers_requested``, ``threads``,
+          ``memory`` (bytes in use, all workers), ``managed`` (bytes of task results),
+          ``executing`` and ``ready`` task counts, and ``per_worker`` rows of
+          ``[name, memory, managed]``;
+        - ``"iteration"``: ``run``, ``iteration``, ``loss``, ``elapsed``, ``workers``;
+        - ``"scale"``: ``action`` and ``reason`` (plus the action's numbers);
+        - ``"run"``: ``run``, ``status`` (``"started"``, ``"finished"``, ``"stopped"``,
+          ``"failed"``) and a ``message``.
+    start_time : float
+        Wall-clock (``time.time()``) of time 0, so a reloaded stream can be dated.
+
+    Subscribers registered with :meth:`subscribe` are called with each event as it is
+    recorded, in the recording thread; they must be quick (plots batch on their side).
+    """
+
+    def __init__(self, cluster=None, interval=0.5):
+        self.cluster = cluster
+        self.interval = check_float("interval", interval, positive=True)
+        self.events: list[dict] = []
+        self.start_time = time.time()
+        self._t0 = time.monotonic()
+        self._lock = threading.Lock()
+        self._subscribers = []
+        self._stop = threading.Event()
+        self._thread = None
+        self._runs = 0
+        if cluster is not None and hasattr(cluster, "subscribe"):
+            cluster.subscribe(self._on_scale)
+
+    # ----------------------------------------------------------------- recording
+    def now(self) -> float:
+        return time.monotonic() - self._t0
+
+    def record(self, kind: str, **fields) -> dict:
+        event = {"kind": kind, "time": round(self.now(), 6), **fields}
+        with self._lock:
+            self.events.append(event)
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            subscriber(event)
+        return event
+
+    def subscribe(self, subscriber):
+        """Call ``subscriber(event)`` for every event recorded from now on."""
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+    def _on_scale(self, action, **details):
+        self.record(SCALE, action=action, **details)
+
+    def training_callback(self, name: str | None = None):
+        """A model ``callback`` that records each iteration under a new run name."""
+        self._runs += 1
+        run = name or f"run-{self._runs}"
+
+        def callback(record):
+            self.record(ITERATION, run=run, workers=self.current_workers(), **record)
+
+        callback.run = run
+        return callback
+
+    def run_status(self, run: str, status: str, message: str = ""):
+        return self.record(RUN, run=run, status=status, message=message)
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self) -> dict:
+        """Take one sample of the cluster now and record it."""
+        client = self.cluster.client
+        info = client.scheduler_info(n_workers=-1)
+        workers = info.get("workers", {}).values()
+        metrics = [w.get("metrics", {}) for w in workers]
+        return self.record(
+            SAMPLE,
+            workers=len(workers),
+            workers_requested=getattr(self.cluster, "requested_workers", None),
+            threads=sum(w.get("nthreads", 0) for w in workers),
+            memory=sum(m.get("memory", 0) for m in metrics),
+            managed=sum(m.get("managed_bytes", 0) for m in metrics),
+            executing=sum(m.get("task_counts", {}).get("executing", 0) for m in metrics),
+            ready=sum(m.get("task_counts", {}).get("ready", 0) for m in metrics),
+            per_worker=[
+                [str(w.get("name")), m.get("memory", 0), m.get("managed_bytes", 0)]
+                for w, m in zip(workers, metrics, strict=True)
+            ],
+        )
+
+    def start(self):
+        """Sample every ``interval`` seconds in a daemon thread until :meth:`stop`."""
+        if self.cluster is None:
+            raise RuntimeError("this Monitor has no cluster to sample (it was loaded from a file)")
+        if self._thread is not None and self._thread.is_alive():
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample_loop, name="enb-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample_loop(self):
+        while not self._stop.is_set():
+            try:
+                if self.cluster.closed:
+                    break
+                self.sample()
+            except Exception as err:  # a lost scheduler must not kill the kernel's thread
+                if self._stop.is_set() or self.cluster.closed:
+                    break
+                self.record(SCALE, action="sample-failed", reason=str(err))
+            self._stop.wait(self.interval)
+
+    def stop(self, timeout=5.0):
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------------- reading
+    def of_kind(self, kind: str) -> list[dict]:
+        with self._lock:
+            return [e for e in self.events if e["kind"] == kind]
+
+    def current_workers(self) -> int | None:
+        """Running workers in the latest sample (None before the first one)."""
+        with self._lock:
+            for event in reversed(self.events):
+                if event["kind"] == SAMPLE:
+                    return event["workers"]
+        return None
+
+    def worker_seconds(self, start: float = 0.0, end: float | None = None) -> float:
+        """Cost: the integral of running workers over [start, end] (step-wise, left value)."""
+        samples = [(e["time"], e["workers"]) for e in self.of_kind(SAMPLE)]
+        if not samples:
+            return 0.0
+        end = samples[-1][0] if end is None else end
+        total = 0.0
+        for (t, n), (t_next, _) in zip(samples, [*samples[1:], (end, 0)], strict=True):
+            lo, hi = max(t, start), min(t_next, end)
+            if hi > lo:
+                total += n * (hi - lo)
+        return total
+
+    # ---------------------------------------------------------------- persisting
+    def to_jsonl(self, path) -> Path:
+        """Write the stream as JSON lines: a header line, then one event per line."""
+        path = Path(path)
+        with self._lock:
+            events = list(self.events)
+        with path.open("w") as out:
+            out.write(json.dumps({"kind": "header", "start_time": self.start_time}) + "\n")
+            for event in events:
+                out.write(json.dumps(event) + "\n")
+        return path
+
+    def to_csv(self, path, kind: str = SAMPLE) -> Path:
+        """Write the events of one ``kind`` as a CSV table (nested fields as JSON)."""
+        path = Path(path)
+        rows = self.of_kind(kind)
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        with path.open("w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=columns)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(
+                    {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()}
+                )
+        return path
+
+    @classmethod
+    def read_jsonl(cls, path) -> Monitor:
+        """Reload a stream written by :meth:`to_jsonl` (for replay and reports)."""
+        monitor = cls()
+        with Path(path).open() as lines:
+            for line in lines:
+                event = json.loads(line)
+                if event.get("kind") == "header":
+                    monitor.start_time = event["start_time"]
+                else:
+                    monitor.events.append(event)
+        return monitor
