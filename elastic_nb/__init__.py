@@ -1,18 +1,27 @@
 """elastic_nb: elastic machine learning on Dask, from a Jupyter notebook."""
 
-from . import datasets
-from .cluster import ElasticCluster
-from .models import LinearRegression
-from .monitor import Monitor
+from importlib import import_module
 
-__all__ = ["ControlPanel", "ElasticCluster", "LinearRegression", "Monitor", "datasets"]
 __version__ = "0.1.0"
+
+# Public name -> module that defines it. Imported on first use (PEP 562), so that the
+# command line answers --help without loading dask, bokeh and ipywidgets.
+_PUBLIC = {
+    "ControlPanel": "widgets",
+    "ElasticCluster": "cluster",
+    "LinearRegression": "models",
+    "Monitor": "monitor",
+    "datasets": None,
+}
+__all__ = sorted(_PUBLIC)
 
 
 def __getattr__(name):
-    # The panel pulls in ipywidgets and bokeh; import it only when asked for.
-    if name == "ControlPanel":
-        from .widgets import ControlPanel
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'elastic_nb' has no attribute {name!r}")
+    module = import_module(f".{_PUBLIC[name] or name}", __name__)
+    return module if _PUBLIC[name] is None else getattr(module, name)
 
-        return ControlPanel
-    raise AttributeError(f"module 'elastic_nb' has no attribute {name!r}")
+
+def __dir__():
+    return sorted([*globals(), *_PUBLIC])

@@ -7,14 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from .cluster import ElasticCluster
-from .datasets import make_regression
-from .models import LinearRegression
-from .monitor import Monitor
-from .plots import write_report
-
 
 def _positive_int(text):
     try:
@@ -44,8 +36,9 @@ def build_parser():
     demo.add_argument("--chunk-rows", type=_positive_int, default=50_000)
     demo.add_argument("--minimum", type=_non_negative_int, default=1)
     demo.add_argument("--maximum", type=_positive_int, default=2)
-    demo.add_argument("--solver", choices=["gd"], default="gd",
-                      help="iterative solver run after the exact one")
+    demo.add_argument(
+        "--solver", choices=["gd"], default="gd", help="iterative solver run after the exact one"
+    )
     demo.add_argument("--iterations", type=_positive_int, default=30)
     demo.add_argument("--out", type=Path, default=Path("elastic-nb-out"))
     return parser
@@ -70,13 +63,26 @@ def _printer(monitor, run_name):
 
 def demo(args) -> int:
     if args.chunk_rows > args.rows:
-        print(f"error: --chunk-rows ({args.chunk_rows}) must be <= --rows ({args.rows})",
-              file=sys.stderr)
+        print(
+            f"error: --chunk-rows ({args.chunk_rows}) must be <= --rows ({args.rows})",
+            file=sys.stderr,
+        )
         return 2
     if args.maximum < args.minimum:
-        print(f"error: --maximum ({args.maximum}) must be >= --minimum ({args.minimum})",
-              file=sys.stderr)
+        print(
+            f"error: --maximum ({args.maximum}) must be >= --minimum ({args.minimum})",
+            file=sys.stderr,
+        )
         return 2
+    # Imported here so that --help and bad options answer at once.
+    import numpy as np
+
+    from .cluster import ElasticCluster
+    from .datasets import make_regression
+    from .models import LinearRegression
+    from .monitor import Monitor
+    from .plots import write_report
+
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     print(f"launching an adaptive cluster of {args.minimum}..{args.maximum} workers", flush=True)
@@ -86,12 +92,17 @@ def demo(args) -> int:
             print(f"dashboard: {cluster.dashboard_link}", flush=True)
             X, y, _ = make_regression(args.rows, args.cols, chunks=args.chunk_rows)
             X, y = cluster.client.persist([X, y])
-            print(f"data: {args.rows} x {args.cols} float64 in {X.numblocks[0]} chunks, "
-                  "generated on the workers", flush=True)
+            print(
+                f"data: {args.rows} x {args.cols} float64 in {X.numblocks[0]} chunks, "
+                "generated on the workers",
+                flush=True,
+            )
             exact = LinearRegression(solver="normal", callback=_printer(monitor, "exact"))
             exact.fit(X, y)
             iterative = LinearRegression(
-                solver=args.solver, max_iter=args.iterations, tol=0.0,
+                solver=args.solver,
+                max_iter=args.iterations,
+                tol=0.0,
                 callback=_printer(monitor, args.solver),
             )
             iterative.fit(X, y)
@@ -102,8 +113,10 @@ def demo(args) -> int:
     report = write_report(monitor, args.out / "report.html", title="elastic-nb demo")
     events = monitor.to_jsonl(args.out / "events.jsonl")
     print(f"{args.solver} vs exact: max coefficient difference {gap:.2e}")
-    print(f"cost: {monitor.worker_seconds():.1f} worker-seconds; "
-          f"wall time {time.perf_counter() - started:.1f} s")
+    print(
+        f"cost: {monitor.worker_seconds():.1f} worker-seconds; "
+        f"wall time {time.perf_counter() - started:.1f} s"
+    )
     print(f"wrote {report} and {events}")
     return 0
 

@@ -101,8 +101,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
     tol : float
         ``"gd"`` stops when the largest gradient entry fell below ``tol`` times its start.
     learning_rate : float or None
-        Fixed step for ``"gd"``; None (default) starts from a Lipschitz bound and uses a
-        backtracking line search.
+        Fixed step for ``"gd"`` (in standardized units); None (default) starts from a
+        Lipschitz bound and uses a backtracking line search.
     callback : callable or None
         Called after each iteration with ``{"iteration", "loss", "elapsed", "n_workers"}``;
         raising StopIteration ends the fit early with the current coefficients.
@@ -169,15 +169,19 @@ class LinearRegression(RegressorMixin, BaseEstimator):
         return self
 
     def _fit_gradient_descent(self, X, y, progress):
-        loss_grad = partial(solvers.squared_loss_grad, X, y, fit_intercept=self.fit_intercept)
+        scaling = solvers.column_scaling(X, y, self.fit_intercept)
+        loss_grad = solvers.standardized(
+            partial(solvers.squared_loss_grad, X, y, fit_intercept=self.fit_intercept),
+            scaling,
+            self.fit_intercept,
+        )
         if self.learning_rate is None:
-            step = 1.0 / solvers.squared_lipschitz_bound(X, y, self.fit_intercept)
+            step = 1.0 / solvers.squared_lipschitz_bound(X.shape[1])
         else:
             step = float(self.learning_rate)
-        theta0 = np.zeros(X.shape[1] + int(bool(self.fit_intercept)))
         result = solvers.gradient_descent(
-            lambda theta: loss_grad(theta=theta),
-            theta0,
+            loss_grad,
+            np.zeros(X.shape[1] + int(bool(self.fit_intercept))),
             step=step,
             max_iter=self.max_iter,
             tol=self.tol,
@@ -192,7 +196,8 @@ class LinearRegression(RegressorMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        return solvers.split_theta(result.theta, self.fit_intercept)
+        theta = solvers.to_original(result.theta, scaling, self.fit_intercept)
+        return solvers.split_theta(theta, self.fit_intercept)
 
     def predict(self, X):
         check_is_fitted(self)

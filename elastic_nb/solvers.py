@@ -21,6 +21,9 @@ import scipy.linalg
 
 #: Chunk results summed per node of the reduction tree.
 SPLIT_EVERY = 8
+#: Eigenvalues of the Gram matrix below RANK_RTOL · p · λmax count as zero. Rounding
+#: alone leaves eigenvalues near machine epsilon · λmax; 100x that is still noise.
+RANK_RTOL = 100 * np.finfo(np.float64).eps
 
 
 def _stacked(kernel, x, y):
@@ -74,8 +77,8 @@ def solve_normal_equations(g: Gram, fit_intercept: bool, alpha: float = 0.0):
     """Least squares (ridge if ``alpha`` > 0) from the Gram statistics.
 
     With an intercept the system is centred first (X^T X - n x̄ x̄^T), which keeps it as
-    well conditioned as the centred data. Cholesky when the matrix is positive definite;
-    otherwise the minimum-norm solution, with a warning.
+    well conditioned as the centred data. Cholesky when the matrix is numerically positive
+    definite; otherwise the minimum-norm solution, with a warning.
     """
     if fit_intercept:
         xmean, ymean = g.xsum / g.n, g.ysum / g.n
@@ -84,16 +87,19 @@ def solve_normal_equations(g: Gram, fit_intercept: bool, alpha: float = 0.0):
     else:
         a, b = g.xtx, g.xty
     a = a + alpha * np.eye(a.shape[0])
-    try:
+    eigenvalues = np.linalg.eigvalsh(a)
+    rank_tolerance = RANK_RTOL * a.shape[0] * max(eigenvalues[-1], 0.0)
+    if eigenvalues[0] > rank_tolerance:
         coef = scipy.linalg.cho_solve(scipy.linalg.cho_factor(a), b)
-    except np.linalg.LinAlgError:
+    else:
         warnings.warn(
-            "X^T X is singular (rank-deficient or fewer rows than columns); "
+            "X^T X is singular (rank-deficient, or fewer rows than columns); "
             "returning the minimum-norm least-squares solution",
             RuntimeWarning,
             stacklevel=3,
         )
-        coef = np.linalg.lstsq(a, b, rcond=None)[0]
+        rcond = rank_tolerance / eigenvalues[-1] if eigenvalues[-1] > 0 else None
+        coef = np.linalg.lstsq(a, b, rcond=rcond)[0]
     intercept = float(ymean - xmean @ coef) if fit_intercept else 0.0
     return coef, intercept
 
@@ -132,17 +138,68 @@ def squared_loss_grad(X, y, theta, fit_intercept: bool):
     return sse / n, grad
 
 
-def _square_sum_kernel(x, y):
-    return np.array([np.einsum("ij,ij->", x, x), x.shape[0]])
+def squared_lipschitz_bound(n_features: int) -> float:
+    """Lipschitz constant bound of the MSE gradient on *standardized* features.
 
-
-def squared_lipschitz_bound(X, y, fit_intercept: bool) -> float:
-    """Upper bound on the MSE gradient's Lipschitz constant, 2 λmax([X 1]ᵀ[X 1] / n).
-
-    Uses λmax <= trace, one cheap pass; the line search then grows the step from there.
+    There the Hessian is 2·[[C, 0], [0, 1]] with C a correlation matrix, and
+    λmax(C) <= trace(C) = p; the line search grows the step from this safe start.
     """
-    square_sum, n = blockwise_sum(_square_sum_kernel, X, y, size=2)
-    return 2.0 * (square_sum / n + (1.0 if fit_intercept else 0.0))
+    return 2.0 * max(n_features, 1)
+
+
+# ------------------------------------------------------- standardized coordinates
+class Scaling(NamedTuple):
+    """Column shift and scale that make the features centred (if fitting an intercept)
+    and of unit variance."""
+
+    shift: np.ndarray
+    scale: np.ndarray
+
+
+def _moments_kernel(x, y):
+    return np.concatenate([x.sum(axis=0), np.einsum("ij,ij->j", x, x), [x.shape[0]]])
+
+
+def column_scaling(X, y, fit_intercept: bool) -> Scaling:
+    """One pass: column means and standard deviations (root mean squares if no intercept)."""
+    p = X.shape[1]
+    sums = blockwise_sum(_moments_kernel, X, y, size=2 * p + 1)
+    n = sums[-1]
+    mean, mean_square = sums[:p] / n, sums[p : 2 * p] / n
+    if fit_intercept:
+        shift, variance = mean, np.maximum(mean_square - mean**2, 0.0)
+    else:
+        shift, variance = np.zeros(p), mean_square
+    scale = np.sqrt(variance)
+    scale[scale <= 1e-12 * max(1.0, float(np.max(scale, initial=0.0)))] = 1.0  # constant columns
+    return Scaling(shift, scale)
+
+
+def to_original(theta_s, scaling: Scaling, fit_intercept: bool) -> np.ndarray:
+    """Map parameters fitted on standardized features back to the original features."""
+    coef = theta_s[: len(scaling.scale)] / scaling.scale
+    if not fit_intercept:
+        return coef
+    return np.append(coef, theta_s[-1] - scaling.shift @ coef)
+
+
+def standardized(loss_grad, scaling: Scaling, fit_intercept: bool):
+    """``loss_grad`` seen in coordinates where the features are standardized.
+
+    A linear change of variables (exact, no pass over the data): gradient descent there
+    converges at the same rate whatever the units of the columns, and the intercept no
+    longer fights the coefficients.
+    """
+    p = len(scaling.scale)
+
+    def loss_grad_s(theta_s):
+        loss, grad = loss_grad(to_original(theta_s, scaling, fit_intercept))
+        grad_coef = grad[:p]
+        if not fit_intercept:
+            return loss, grad_coef / scaling.scale
+        return loss, np.append((grad_coef + grad[-1] * -scaling.shift) / scaling.scale, grad[-1])
+
+    return loss_grad_s
 
 
 # --------------------------------------------------------------------- optimizers

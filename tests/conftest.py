@@ -1,0 +1,31 @@
+import psutil
+import pytest
+from helpers import descendants
+
+from elastic_nb import ElasticCluster
+
+
+def _wait_gone(processes, timeout):
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_orphan_processes():
+    """The whole run must leave no process behind: workers, schedulers, servers, browsers."""
+    yield
+    alive = _wait_gone(descendants(), timeout=15)
+    if alive:
+        described = [f"{p.pid}: {' '.join(p.cmdline()[:6])}" for p in alive]
+        for p in alive:
+            p.kill()
+        pytest.fail(f"processes left running after the tests: {described}")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One real two-worker local cluster (fixed size) shared by a test module."""
+    with ElasticCluster(minimum=2, maximum=2) as elastic:
+        elastic.scale(2)
+        elastic.wait_for_workers(2)
+        yield elastic

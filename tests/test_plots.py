@@ -1,0 +1,34 @@
+from elastic_nb import Monitor
+from elastic_nb.plots import LivePlots, write_report
+
+
+def test_live_plots_stream_exactly_the_events():
+    monitor = Monitor()
+    plots = LivePlots(monitor)
+    for t, workers in [(0.0, 1), (0.5, 2)]:
+        monitor.events.append(
+            {"kind": "sample", "time": t, "workers": workers, "workers_requested": 2}
+        )
+    first = monitor.training_callback("a")
+    for i in range(1, 4):
+        first({"iteration": i, "loss": 1.0 / i, "elapsed": 0.1 * i})
+    plots.refresh()
+    assert plots.workers_source.data["workers"] == [1, 2]
+    assert plots.loss_source.data["loss"] == [1.0, 0.5, 1.0 / 3]
+    first({"iteration": 4, "loss": 0.2, "elapsed": 0.4})
+    plots.refresh()
+    assert plots.loss_source.data["iteration"] == [1, 2, 3, 4]  # streamed, not duplicated
+    second = monitor.training_callback("b")
+    second({"iteration": 1, "loss": 9.0, "elapsed": 0.1})
+    plots.refresh()
+    assert plots.loss_source.data["loss"] == [9.0] and plots.loss_source.data["run"] == ["b"]
+    assert plots.workers_source.data["workers"] == [1, 2]
+
+
+def test_report_is_standalone_and_has_both_plots(tmp_path):
+    monitor = Monitor()
+    monitor.events.append({"kind": "sample", "time": 0.0, "workers": 1})
+    monitor.training_callback("gd")({"iteration": 1, "loss": 1.0, "elapsed": 0.1})
+    html = write_report(monitor, tmp_path / "report.html").read_text()
+    assert "enb-workers-figure" in html and "enb-loss-figure" in html
+    assert "cdn.bokeh.org" not in html  # BokehJS inlined: works offline
