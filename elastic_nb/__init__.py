@@ -10,6 +10,9 @@ _PUBLIC = {
     "ControlPanel": "widgets",
     "ElasticCluster": "cluster",
     "LinearRegression": "models",
+    "LogisticRegression": "models",
+    "MLPClassifier": "models",
+    "MLPRegressor": "models",
     "Monitor": "monitor",
     "datasets": None,
 }
