@@ -379,8 +379,9 @@ class LinearRegression(RegressorMixin, _ChunkedEstimator):
                 )
                 return "tsqr"
             warnings.warn(
-                f"XᵀX has condition number {condition:.1e}: the normal equations lose "
-                "about log10 of that many digits; solver='tsqr' is stable",
+                f"XᵀX has condition number {condition:.1e}: the normal equations may lose "
+                f"{min(np.log10(condition), 16):.0f} of 16 significant digits; "
+                "solver='tsqr' is stable",
                 RuntimeWarning,
                 stacklevel=3,
             )

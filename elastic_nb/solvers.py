@@ -527,11 +527,15 @@ def _report(callback, iteration, loss, **extra):
     return False
 
 
-def _check_finite(loss, iteration, step):
-    if not np.isfinite(loss):
+#: A loss this many times its first value means the iterates diverge.
+DIVERGENCE_FACTOR = 1e6
+
+
+def _check_finite(loss, iteration, step, first_loss):
+    if not np.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(first_loss, 1e-300):
         raise FloatingPointError(
-            f"loss became {loss} at iteration {iteration}: the learning rate "
-            f"({step:g}) is too large for this data"
+            f"the loss diverged ({first_loss:.3g} -> {loss:.3g} at iteration {iteration}): "
+            f"the learning rate ({step:g}) is too large for this data"
         )
 
 
@@ -551,6 +555,7 @@ def gradient_descent(
     """
     theta = np.asarray(theta0, dtype=np.float64).copy()
     loss, grad = loss_grad(theta)
+    first_loss = loss
     threshold = tol * np.max(np.abs(grad), initial=0.0)
     if not np.any(grad):
         return OptimizeResult(theta, loss, 0, True, False, {"step": step})
@@ -570,7 +575,7 @@ def gradient_descent(
             return OptimizeResult(theta, loss, iteration, converged, True, {"step": step})
         if converged:
             return OptimizeResult(theta, loss, iteration, True, False, {"step": step})
-        _check_finite(loss, iteration, step)
+        _check_finite(loss, iteration, step, first_loss)
     return OptimizeResult(theta, loss, max_iter, False, False, {"step": step})
 
 
@@ -615,11 +620,12 @@ def adam(
     state = state or {"m": np.zeros_like(theta), "v": np.zeros_like(theta), "t": 0}
     m, v, t = state["m"].copy(), state["v"].copy(), int(state["t"])
     plateau = _Plateau(tol, n_iter_no_change)
-    loss = np.inf
+    loss, first_loss = np.inf, None
     for iteration in range(1, max_iter + 1):
         chunks = None if batches is None else batches(t)
         loss, grad = loss_grad(theta, chunks=chunks)
-        _check_finite(loss, iteration, learning_rate)
+        first_loss = loss if first_loss is None else first_loss
+        _check_finite(loss, iteration, learning_rate, first_loss)
         t += 1
         m = beta1 * m + (1 - beta1) * grad
         v = beta2 * v + (1 - beta2) * grad * grad
@@ -656,11 +662,12 @@ def sgd(
     state = state or {"velocity": np.zeros_like(theta), "t": 0}
     velocity, t = state["velocity"].copy(), int(state["t"])
     plateau = _Plateau(tol, n_iter_no_change)
-    loss = np.inf
+    loss, first_loss = np.inf, None
     for iteration in range(1, max_iter + 1):
         chunks = None if batches is None else batches(t)
         loss, grad = loss_grad(theta, chunks=chunks)
-        _check_finite(loss, iteration, learning_rate)
+        first_loss = loss if first_loss is None else first_loss
+        _check_finite(loss, iteration, learning_rate, first_loss)
         t += 1
         velocity = momentum * velocity - learning_rate * grad
         theta = theta + velocity

@@ -53,6 +53,26 @@ def load_bokehjs():
     output_notebook(INLINE, hide_banner=True)
 
 
+def _plot_widgets(plots: LivePlots):
+    return [
+        _styled(_StreamSafeBokehModel(plots.workers_figure), "workers-plot"),
+        _styled(_StreamSafeBokehModel(plots.loss_figure), "loss-plot"),
+    ]
+
+
+def live_view(monitor, period=0.2):
+    """Live plots of ``monitor`` (workers over time, loss per iteration) as a widget.
+
+    Returns the widget; its ``plots`` attribute is the running :class:`LivePlots`
+    (``widget.plots.stop()`` stops the updates).
+    """
+    load_bokehjs()
+    plots = LivePlots(monitor).start(period)
+    view = _styled(w.HBox(_plot_widgets(plots)), "live-view")
+    view.plots = plots
+    return view
+
+
 def _parse_learning_rate(text: str):
     text = text.strip()
     if text in ("", "auto"):
@@ -217,10 +237,7 @@ class ControlPanel:
         )
         self.monitor = Monitor(self.cluster).start()
         self.plots = LivePlots(self.monitor, on_refresh=self._refresh_labels)
-        self.plot_area.children = [
-            _styled(_StreamSafeBokehModel(self.plots.workers_figure), "workers-plot"),
-            _styled(_StreamSafeBokehModel(self.plots.loss_figure), "loss-plot"),
-        ]
+        self.plot_area.children = _plot_widgets(self.plots)
         self.plots.start()
         link = html.escape(self.cluster.dashboard_link or "")
         self.dashboard.value = f"<a href='{link}' target='_blank'>dashboard</a>"
