@@ -14,7 +14,9 @@ _PUBLIC = {
     "MLPClassifier": "models",
     "MLPRegressor": "models",
     "Monitor": "monitor",
+    "checkpoint": None,
     "datasets": None,
+    "solvers": None,
 }
 __all__ = sorted(_PUBLIC)
 

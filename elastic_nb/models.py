@@ -24,7 +24,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import solvers
+from . import __version__, solvers
+from . import checkpoint as checkpoint_io
 from ._validation import check_choice, check_float, check_int
 
 
@@ -180,6 +181,46 @@ def _check_hidden_layers(sizes):
     return tuple(check_int("hidden_layer_sizes[i]", s, minimum=1) for s in sizes)
 
 
+class _Checkpointer:
+    """Checkpoints of one fit: where it starts (fresh, or where a checkpoint left off),
+    saving every ``every`` iterations, and saving the final state."""
+
+    def __init__(self, estimator, checkpoint, every, resume, X, progress):
+        self.path = None if checkpoint is None else checkpoint_io.checkpoint_file(checkpoint)
+        self.every = check_int("checkpoint_every", every, minimum=1)
+        if not isinstance(resume, bool):
+            raise TypeError(f"resume must be True or False, got {resume!r}")
+        if resume and checkpoint is None:
+            raise ValueError("resume=True needs checkpoint=<folder> to resume from")
+        self.resume, self.progress = resume, progress
+        params = estimator.get_params()
+        self.meta = {
+            "estimator": type(estimator).__name__,
+            "elastic_nb": __version__,
+            "n_samples": int(X.shape[0]),
+            "n_features": int(X.shape[1]),
+            "params": {k: v for k, v in params.items() if k not in ("callback", "max_iter")},
+        }
+
+    def start(self, theta0):
+        """(theta, state) to start from; state None for a fresh run."""
+        if not (self.resume and self.path.exists()):
+            return theta0, None
+        saved = checkpoint_io.load(self.path)
+        checkpoint_io.check_compatible(saved, {**self.meta, "n_params": len(theta0)}, self.path)
+        self.progress.history[:] = saved.history
+        return saved.theta, saved.state
+
+    def save(self, theta, state):
+        if self.path is not None:
+            meta = {**self.meta, "n_params": len(theta)}
+            checkpoint_io.save(self.path, theta, state, self.progress.history, meta)
+
+    def on_iteration(self, theta, state):
+        if self.path is not None and state["iteration"] % self.every == 0:
+            self.save(theta, state)
+
+
 # ------------------------------------------------------------------ the base class
 class _ChunkedEstimator(BaseEstimator):
     """Validation and bookkeeping shared by every estimator here."""
@@ -232,10 +273,37 @@ class _ChunkedEstimator(BaseEstimator):
     def _progress(self, X):
         return _Progress(self.callback, isinstance(X, da.Array))
 
-    def _run_first_order(self, loss_grad, theta0, reducer, progress, lipschitz=None):
+    def _optimize(self, run, theta0, checkpointer):
+        """``run(theta0, state, on_iteration)`` from the start or from the checkpoint,
+        saving as it goes; a run that had converged is not run again."""
+        theta0, state = checkpointer.start(theta0)
+        if state is not None and state.get("converged"):
+            loss = checkpointer.progress.history[-1]["loss"]
+            return solvers.OptimizeResult(theta0, loss, state["iteration"], True, False, state)
+        result = run(theta0, state, checkpointer.on_iteration)
+        checkpointer.save(result.theta, {**result.state, "converged": result.converged})
+        return result
+
+    def _run_first_order(
+        self,
+        loss_grad,
+        theta0,
+        state=None,
+        on_iteration=None,
+        *,
+        reducer,
+        progress,
+        lipschitz=None,
+    ):
         """Run the configured first-order optimizer ("gd", "sgd" or "adam"); default
         steps come from ``lipschitz`` (a bound on the gradient's Lipschitz constant)."""
-        common = {"max_iter": self.max_iter, "tol": self.tol, "callback": progress}
+        common = {
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "callback": progress,
+            "state": state,
+            "on_iteration": on_iteration,
+        }
         if self.solver == "gd":
             return solvers.gradient_descent(
                 loss_grad,
@@ -337,12 +405,16 @@ class LinearRegression(RegressorMixin, _ChunkedEstimator):
         self.random_state = random_state
         self.callback = callback
 
-    def fit(self, X, y):
+    def fit(self, X, y, checkpoint=None, checkpoint_every=10, resume=False):
+        """Fit; the iterative solvers save their state to the folder ``checkpoint`` every
+        ``checkpoint_every`` iterations, and ``resume=True`` continues from it (exact
+        solvers make one pass and have nothing to resume)."""
         self._check_params()
         self._check_iterative_params()
         alpha = check_float("alpha", self.alpha, minimum=0.0)
         X, y = self._validate_Xy(X, y)
         progress = self._progress(X)
+        checkpointer = _Checkpointer(self, checkpoint, checkpoint_every, resume, X, progress)
         solver = self.solver
         if solver in ("auto", "normal"):
             solver = self._fit_normal(X, y, alpha, progress)
@@ -352,7 +424,7 @@ class LinearRegression(RegressorMixin, _ChunkedEstimator):
             coef, intercept, mse = solvers.solve_tsqr(qr, self.fit_intercept, alpha)
             self._set_exact(coef, intercept, mse, progress)
         elif solver not in ("normal",):
-            self._fit_iterative(X, y, alpha, progress)
+            self._fit_iterative(X, y, alpha, progress, checkpointer)
         self.solver_ = solver
         self.history_ = progress.history
         return self
@@ -390,7 +462,7 @@ class LinearRegression(RegressorMixin, _ChunkedEstimator):
         self._set_exact(coef, intercept, loss, progress)
         return "normal"
 
-    def _fit_iterative(self, X, y, alpha, progress):
+    def _fit_iterative(self, X, y, alpha, progress, checkpointer):
         moments = self._first_pass(X, y)
         scaling = solvers.column_scaling(moments, self.fit_intercept)
         y = _persisted_like(X, y)
@@ -400,7 +472,17 @@ class LinearRegression(RegressorMixin, _ChunkedEstimator):
         loss_grad = solvers.standardized(solvers.with_l2(base, l2, p), scaling, self.fit_intercept)
         lipschitz = solvers.lipschitz_bound(solvers.SQUARED, p, l2, scaling)
         theta0 = np.zeros(p + int(bool(self.fit_intercept)))
-        result = self._run_first_order(loss_grad, theta0, reducer, progress, lipschitz)
+        result = self._optimize(
+            partial(
+                self._run_first_order,
+                loss_grad,
+                reducer=reducer,
+                progress=progress,
+                lipschitz=lipschitz,
+            ),
+            theta0,
+            checkpointer,
+        )
         _warn_not_converged(result, self)
         theta = solvers.to_original(result.theta, scaling, self.fit_intercept)
         coef, intercept = solvers.split_theta(theta, self.fit_intercept)
@@ -503,12 +585,14 @@ class LogisticRegression(_BinaryClassifier):
         self.random_state = random_state
         self.callback = callback
 
-    def fit(self, X, y):
+    def fit(self, X, y, checkpoint=None, checkpoint_every=10, resume=False):
+        """Fit; checkpoints as in :meth:`LinearRegression.fit`."""
         self._check_params()
         self._check_iterative_params()
         C = check_float("C", self.C, positive=True)
         X, y = self._validate_Xy(X, y)
         progress = self._progress(X)
+        checkpointer = _Checkpointer(self, checkpoint, checkpoint_every, resume, X, progress)
         moments = self._first_pass(X, y)
         y = _persisted_like(X, y)
         reducer = solvers.make_reducer(X, y)
@@ -518,8 +602,19 @@ class LogisticRegression(_BinaryClassifier):
             loss_grad_hess = partial(
                 solvers.logistic_loss_grad_hess, reducer, p, self.fit_intercept, l2
             )
-            result = solvers.newton(
-                loss_grad_hess, theta0, max_iter=self.max_iter, tol=self.tol, callback=progress
+            newton = partial(
+                solvers.newton,
+                loss_grad_hess,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                callback=progress,
+            )
+            result = self._optimize(
+                lambda theta, state, on_iteration: newton(
+                    theta, state=state, on_iteration=on_iteration
+                ),
+                theta0,
+                checkpointer,
             )
             theta = result.theta
         else:
@@ -531,7 +626,17 @@ class LogisticRegression(_BinaryClassifier):
                 solvers.with_l2(base, l2, p), scaling, self.fit_intercept
             )
             lipschitz = solvers.lipschitz_bound(solvers.LOGISTIC, p, l2, scaling)
-            result = self._run_first_order(loss_grad, theta0, reducer, progress, lipschitz)
+            result = self._optimize(
+                partial(
+                    self._run_first_order,
+                    loss_grad,
+                    reducer=reducer,
+                    progress=progress,
+                    lipschitz=lipschitz,
+                ),
+                theta0,
+                checkpointer,
+            )
             theta = solvers.to_original(result.theta, scaling, self.fit_intercept)
         _warn_not_converged(result, self)
         coef, intercept = solvers.split_theta(theta, self.fit_intercept)
@@ -587,7 +692,8 @@ class _MLP(_ChunkedEstimator):
         self.random_state = random_state
         self.callback = callback
 
-    def fit(self, X, y):
+    def fit(self, X, y, checkpoint=None, checkpoint_every=10, resume=False):
+        """Fit; checkpoints as in :meth:`LinearRegression.fit`."""
         self._check_params()
         self._check_iterative_params()
         hidden = _check_hidden_layers(self.hidden_layer_sizes)
@@ -596,6 +702,7 @@ class _MLP(_ChunkedEstimator):
         check_float("momentum", self.momentum, minimum=0.0)
         X, y = self._validate_Xy(X, y)
         progress = self._progress(X)
+        checkpointer = _Checkpointer(self, checkpoint, checkpoint_every, resume, X, progress)
         moments = self._first_pass(X, y)
         y = _persisted_like(X, y)
         reducer = solvers.make_reducer(X, y)
@@ -612,7 +719,11 @@ class _MLP(_ChunkedEstimator):
         )
         loss_grad = partial(solvers.network_loss_grad, reducer, self.network_, alpha / moments.n)
         theta0 = solvers.glorot_init(self.network_.layer_sizes, self.random_state)
-        result = self._run_first_order(loss_grad, theta0, reducer, progress)
+        result = self._optimize(
+            partial(self._run_first_order, loss_grad, reducer=reducer, progress=progress),
+            theta0,
+            checkpointer,
+        )
         _warn_not_converged(result, self)
         self.coefs_ = result.theta
         self.optimizer_state_ = result.state

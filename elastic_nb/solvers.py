@@ -513,15 +513,15 @@ class OptimizeResult(NamedTuple):
     n_iter: int
     converged: bool
     stopped: bool  # the callback raised StopIteration
-    state: dict  # what a restart needs (optimizer moments, step, iteration count)
+    state: dict  # everything a restart needs, including "iteration"
 
 
-def _report(callback, iteration, loss, **extra):
+def _report(callback, iteration, loss):
     """Call back; True if the callback asked to stop."""
     if callback is None:
         return False
     try:
-        callback({"iteration": iteration, "loss": float(loss), **extra})
+        callback({"iteration": iteration, "loss": float(loss)})
     except StopIteration:
         return True
     return False
@@ -539,8 +539,41 @@ def _check_finite(loss, iteration, step, first_loss):
         )
 
 
+class _Loop:
+    """Iteration bookkeeping shared by the optimizers: numbering that continues across a
+    restart, the callback, the checkpoint hook and the result."""
+
+    def __init__(self, max_iter, callback, on_iteration, state):
+        self.max_iter, self.callback, self.on_iteration = max_iter, callback, on_iteration
+        self.first = int(state.get("iteration", 0)) + 1 if state else 1
+
+    def iterations(self):
+        return range(self.first, self.max_iter + 1)
+
+    def after(self, iteration, theta, loss, state, converged):
+        """Record one finished iteration; a result if the run ends here, else None."""
+        state = {**state, "iteration": iteration}
+        stopped = _report(self.callback, iteration, loss)  # the history first, then a save
+        if self.on_iteration is not None:
+            self.on_iteration(theta, state)
+        if stopped:
+            return OptimizeResult(theta, loss, iteration, converged, True, state)
+        if converged:
+            return OptimizeResult(theta, loss, iteration, True, False, state)
+        return None
+
+
 def gradient_descent(
-    loss_grad, theta0, *, step, max_iter, tol, line_search=True, callback=None
+    loss_grad,
+    theta0,
+    *,
+    step,
+    max_iter,
+    tol,
+    line_search=True,
+    callback=None,
+    state=None,
+    on_iteration=None,
 ) -> OptimizeResult:
     """Full-batch gradient descent ``θ ← θ − α ∇J(θ)``, one data pass per iteration.
 
@@ -550,17 +583,24 @@ def gradient_descent(
     pessimistic bound costs a few iterations, not hundreds. Each candidate's loss and
     gradient come from the same pass, so a rejected step costs one pass and no more.
 
-    Stops when max |∇J| <= tol · max |∇J(θ0)|, after ``max_iter`` passes, or when
-    ``callback({"iteration", "loss", "step"})`` raises StopIteration.
+    Stops when max |∇J| <= tol · max |∇J(θ0)|, after ``max_iter`` iterations in all, or
+    when ``callback({"iteration", "loss"})`` raises StopIteration. ``state`` (from a result
+    or a checkpoint, with ``theta0`` its theta) continues a run bit for bit;
+    ``on_iteration(theta, state)`` sees every iteration's end.
     """
     theta = np.asarray(theta0, dtype=np.float64).copy()
+    loop = _Loop(max_iter, callback, on_iteration, state)
     loss, grad = loss_grad(theta)
-    first_loss = loss
-    threshold = tol * np.max(np.abs(grad), initial=0.0)
+    state = state or {
+        "step": step,
+        "growth": 2.0,
+        "threshold": tol * np.max(np.abs(grad), initial=0.0),
+        "first_loss": loss,
+    }
+    step, growth = state["step"], state["growth"]
     if not np.any(grad):
-        return OptimizeResult(theta, loss, 0, True, False, {"step": step})
-    growth = 2.0
-    for iteration in range(1, max_iter + 1):
+        return OptimizeResult(theta, loss, loop.first - 1, True, False, state)
+    for iteration in loop.iterations():
         candidate = theta - step * grad
         new_loss, new_grad = loss_grad(candidate)
         if not line_search or new_loss <= loss - 0.5 * step * (grad @ grad):
@@ -570,28 +610,69 @@ def gradient_descent(
         else:
             step *= 0.5
             growth = 1.25  # past the first backtrack, creep up instead of bouncing
-        converged = bool(np.max(np.abs(grad)) <= threshold)
-        if _report(callback, iteration, loss, step=step):
-            return OptimizeResult(theta, loss, iteration, converged, True, {"step": step})
-        if converged:
-            return OptimizeResult(theta, loss, iteration, True, False, {"step": step})
-        _check_finite(loss, iteration, step, first_loss)
-    return OptimizeResult(theta, loss, max_iter, False, False, {"step": step})
+        state = {**state, "step": step, "growth": growth}
+        converged = bool(np.max(np.abs(grad)) <= state["threshold"])
+        ended = loop.after(iteration, theta, loss, state, converged)
+        if ended is not None:
+            return ended
+        _check_finite(loss, iteration, step, state["first_loss"])
+    return OptimizeResult(theta, loss, max_iter, False, False, {**state, "iteration": max_iter})
 
 
-class _Plateau:
-    """Stop when the loss has not improved by ``tol`` (relative) for ``patience`` steps."""
+def _adam_update(learning_rate, beta1, beta2, epsilon):
+    def update(grad, state, t):
+        m = beta1 * state.get("m", 0.0) + (1 - beta1) * grad
+        v = beta2 * state.get("v", 0.0) + (1 - beta2) * grad * grad
+        m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+        return -learning_rate * m_hat / (np.sqrt(v_hat) + epsilon), {"m": m, "v": v}
 
-    def __init__(self, tol, patience):
-        self.tol, self.patience = tol, patience
-        self.best, self.stale = np.inf, 0
+    return update
 
-    def __call__(self, loss) -> bool:
-        if loss < self.best - self.tol * max(abs(self.best), 1e-12):
-            self.best, self.stale = loss, 0
+
+def _momentum_update(learning_rate, momentum):
+    def update(grad, state, t):
+        velocity = momentum * state.get("velocity", 0.0) - learning_rate * grad
+        return velocity, {"velocity": velocity}
+
+    return update
+
+
+def _stochastic(
+    loss_grad,
+    theta0,
+    update,
+    step,
+    *,
+    max_iter,
+    tol,
+    n_iter_no_change,
+    batches,
+    callback,
+    state,
+    on_iteration,
+) -> OptimizeResult:
+    """The loop of Adam and SGD: a (mini-batch) gradient, an update rule, and a stop when
+    the loss has not improved by ``tol`` (relative) for ``n_iter_no_change`` iterations."""
+    theta = np.asarray(theta0, dtype=np.float64).copy()
+    loop = _Loop(max_iter, callback, on_iteration, state)
+    state = dict(state or {"best": np.inf, "stale": 0, "first_loss": None})
+    loss = np.inf
+    for iteration in loop.iterations():
+        loss, grad = loss_grad(theta, chunks=None if batches is None else batches(iteration - 1))
+        if state["first_loss"] is None:
+            state["first_loss"] = loss
+        _check_finite(loss, iteration, step, state["first_loss"])
+        delta, moments = update(grad, state, iteration)
+        theta = theta + delta
+        if loss < state["best"] - tol * max(abs(state["best"]), 1e-12):
+            best, stale = loss, 0
         else:
-            self.best, self.stale = min(self.best, loss), self.stale + 1
-        return self.stale >= self.patience
+            best, stale = min(state["best"], loss), state["stale"] + 1
+        state = {**state, **moments, "best": best, "stale": stale}
+        ended = loop.after(iteration, theta, loss, state, stale >= n_iter_no_change)
+        if ended is not None:
+            return ended
+    return OptimizeResult(theta, loss, max_iter, False, False, {**state, "iteration": max_iter})
 
 
 def adam(
@@ -608,36 +689,29 @@ def adam(
     batches=None,
     callback=None,
     state=None,
+    on_iteration=None,
 ) -> OptimizeResult:
     """Adam (Kingma & Ba) with bias correction: m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ).
 
-    ``loss_grad(theta, chunks=...)`` is evaluated on ``batches(iteration)`` (chunk
-    indices of a mini-batch) or on all data when ``batches`` is None. Stops when the loss
-    has not improved by ``tol`` (relative) for ``n_iter_no_change`` iterations. ``state``
-    (m, v, t from a previous result) continues a run exactly where it stopped.
+    ``loss_grad(theta, chunks=...)`` is evaluated on ``batches(t)`` (chunk indices of a
+    mini-batch) or on all data when ``batches`` is None. Stops when the loss has not
+    improved by ``tol`` (relative) for ``n_iter_no_change`` iterations; ``state`` and
+    ``on_iteration`` as in :func:`gradient_descent`.
     """
-    theta = np.asarray(theta0, dtype=np.float64).copy()
-    state = state or {"m": np.zeros_like(theta), "v": np.zeros_like(theta), "t": 0}
-    m, v, t = state["m"].copy(), state["v"].copy(), int(state["t"])
-    plateau = _Plateau(tol, n_iter_no_change)
-    loss, first_loss = np.inf, None
-    for iteration in range(1, max_iter + 1):
-        chunks = None if batches is None else batches(t)
-        loss, grad = loss_grad(theta, chunks=chunks)
-        first_loss = loss if first_loss is None else first_loss
-        _check_finite(loss, iteration, learning_rate, first_loss)
-        t += 1
-        m = beta1 * m + (1 - beta1) * grad
-        v = beta2 * v + (1 - beta2) * grad * grad
-        m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
-        theta = theta - learning_rate * m_hat / (np.sqrt(v_hat) + epsilon)
-        state = {"m": m, "v": v, "t": t}
-        done = plateau(loss)
-        if _report(callback, iteration, loss):
-            return OptimizeResult(theta, loss, iteration, done, True, state)
-        if done:
-            return OptimizeResult(theta, loss, iteration, True, False, state)
-    return OptimizeResult(theta, loss, max_iter, False, False, state)
+    update = _adam_update(learning_rate, beta1, beta2, epsilon)
+    return _stochastic(
+        loss_grad,
+        theta0,
+        update,
+        learning_rate,
+        max_iter=max_iter,
+        tol=tol,
+        n_iter_no_change=n_iter_no_change,
+        batches=batches,
+        callback=callback,
+        state=state,
+        on_iteration=on_iteration,
+    )
 
 
 def sgd(
@@ -652,64 +726,63 @@ def sgd(
     batches=None,
     callback=None,
     state=None,
+    on_iteration=None,
 ) -> OptimizeResult:
-    """(Mini-batch) stochastic gradient descent with optional heavy-ball momentum.
-
-    Each iteration takes one step on the chunks ``batches(t)`` (all chunks if None);
-    same stopping rule and ``state`` as :func:`adam`.
-    """
-    theta = np.asarray(theta0, dtype=np.float64).copy()
-    state = state or {"velocity": np.zeros_like(theta), "t": 0}
-    velocity, t = state["velocity"].copy(), int(state["t"])
-    plateau = _Plateau(tol, n_iter_no_change)
-    loss, first_loss = np.inf, None
-    for iteration in range(1, max_iter + 1):
-        chunks = None if batches is None else batches(t)
-        loss, grad = loss_grad(theta, chunks=chunks)
-        first_loss = loss if first_loss is None else first_loss
-        _check_finite(loss, iteration, learning_rate, first_loss)
-        t += 1
-        velocity = momentum * velocity - learning_rate * grad
-        theta = theta + velocity
-        state = {"velocity": velocity, "t": t}
-        done = plateau(loss)
-        if _report(callback, iteration, loss):
-            return OptimizeResult(theta, loss, iteration, done, True, state)
-        if done:
-            return OptimizeResult(theta, loss, iteration, True, False, state)
-    return OptimizeResult(theta, loss, max_iter, False, False, state)
+    """(Mini-batch) stochastic gradient descent with optional heavy-ball momentum; same
+    batches, stopping rule, ``state`` and ``on_iteration`` as :func:`adam`."""
+    update = _momentum_update(learning_rate, momentum)
+    return _stochastic(
+        loss_grad,
+        theta0,
+        update,
+        learning_rate,
+        max_iter=max_iter,
+        tol=tol,
+        n_iter_no_change=n_iter_no_change,
+        batches=batches,
+        callback=callback,
+        state=state,
+        on_iteration=on_iteration,
+    )
 
 
-def newton(loss_grad_hess, theta0, *, max_iter, tol, callback=None) -> OptimizeResult:
+def _newton_direction(hessian, grad):
+    return np.linalg.lstsq(hessian, grad, rcond=None)[0]
+
+
+def newton(
+    loss_grad_hess, theta0, *, max_iter, tol, callback=None, state=None, on_iteration=None
+) -> OptimizeResult:
     """Damped Newton's method: one pass per iteration gives loss, gradient and Hessian.
 
     The full step is tried first; if the loss rose, the step is halved from the previous
-    point. Stops when max |∇J| <= tol · max |∇J(θ0)|.
+    point. Stops when max |∇J| <= tol · max |∇J(θ0)|; ``state``/``on_iteration`` as in
+    :func:`gradient_descent`.
     """
     theta = np.asarray(theta0, dtype=np.float64).copy()
+    loop = _Loop(max_iter, callback, on_iteration, state)
     loss, grad, hessian = loss_grad_hess(theta)
-    threshold = tol * np.max(np.abs(grad), initial=0.0)
-    direction, scale = np.linalg.solve(hessian, grad), 1.0
-    for iteration in range(1, max_iter + 1):
+    state = state or {"threshold": tol * np.max(np.abs(grad), initial=0.0), "scale": 1.0}
+    direction, scale = _newton_direction(hessian, grad), state["scale"]
+    for iteration in loop.iterations():
         candidate = theta - scale * direction
         new_loss, new_grad, new_hessian = loss_grad_hess(candidate)
         if new_loss <= loss + 1e-12 * abs(loss):
             theta, loss, grad = candidate, new_loss, new_grad
-            direction = np.linalg.lstsq(new_hessian, grad, rcond=None)[0]
-            scale = 1.0
+            direction, scale = _newton_direction(new_hessian, grad), 1.0
         else:
             scale *= 0.5
-        converged = bool(np.max(np.abs(grad)) <= threshold)
-        if _report(callback, iteration, loss):
-            return OptimizeResult(theta, loss, iteration, converged, True, {})
-        if converged:
-            return OptimizeResult(theta, loss, iteration, True, False, {})
-    return OptimizeResult(theta, loss, max_iter, False, False, {})
+        state = {**state, "scale": scale}
+        converged = bool(np.max(np.abs(grad)) <= state["threshold"])
+        ended = loop.after(iteration, theta, loss, state, converged)
+        if ended is not None:
+            return ended
+    return OptimizeResult(theta, loss, max_iter, False, False, {**state, "iteration": max_iter})
 
 
 def chunk_batches(n_chunks: int, batch_chunks: int, random_state: int):
     """Mini-batches of ``batch_chunks`` chunk indices; batch t is a pure function of
-    (random_state, t), so a restarted run draws the same batches."""
+    (random_state, t), so a restarted run draws the same batches (no RNG state to save)."""
 
     def batches(t):
         rng = np.random.default_rng([random_state, t])
