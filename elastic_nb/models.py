@@ -143,9 +143,10 @@ def _persisted_like(X, y):
 class _Progress:
     """Turns solver records into the public per-iteration record, keeps history."""
 
-    def __init__(self, callback, distributed_fit: bool):
+    def __init__(self, callback, distributed_fit: bool, rows: int):
         self.callback = callback
         self.distributed_fit = distributed_fit
+        self.rows = rows  # read per iteration (a mini-batch solver lowers it)
         self.history = []
         self.start = time.perf_counter()
 
@@ -155,6 +156,7 @@ class _Progress:
             "loss": record["loss"],
             "elapsed": time.perf_counter() - self.start,
             "n_workers": _current_workers() if self.distributed_fit else None,
+            "rows": self.rows,
         }
         self.history.append(record)
         if self.callback is not None:
@@ -271,7 +273,7 @@ class _ChunkedEstimator(BaseEstimator):
         return moments
 
     def _progress(self, X):
-        return _Progress(self.callback, isinstance(X, da.Array))
+        return _Progress(self.callback, isinstance(X, da.Array), int(X.shape[0]))
 
     def _optimize(self, run, theta0, checkpointer):
         """``run(theta0, state, on_iteration)`` from the start or from the checkpoint,
@@ -316,6 +318,7 @@ class _ChunkedEstimator(BaseEstimator):
         batch_chunks = getattr(self, "batch_chunks", None)
         if batch_chunks is not None and batch_chunks < reducer.n_chunks:
             batches = solvers.chunk_batches(reducer.n_chunks, batch_chunks, self.random_state)
+            progress.rows = round(progress.rows * batch_chunks / reducer.n_chunks)
         if self.solver == "sgd":
             return solvers.sgd(
                 loss_grad,

@@ -22,11 +22,13 @@ class Monitor:
         Append-only, in time order. Every event has ``kind`` and ``time`` (seconds since
         the monitor started); the kinds are
 
-        - ``"sample"``: ``workers`` running, ``workers_requested``, ``threads``,
-          ``memory`` (bytes in use, all workers), ``managed`` (bytes of task results),
-          ``executing`` and ``ready`` task counts, and ``per_worker`` rows of
-          ``[name, memory, managed]``;
-        - ``"iteration"``: ``run``, ``iteration``, ``loss``, ``elapsed``, ``workers``;
+        - ``"sample"``: ``workers`` running, ``workers_requested`` (by the cluster
+          manager), ``demand`` (the scheduler's adaptive target), ``threads``, ``memory``
+          (bytes in use, all workers), ``managed`` (bytes of task results), tasks
+          ``processing`` / ``waiting`` (for dependencies) / ``executing``, and
+          ``per_worker`` rows of ``[name, memory, managed]``;
+        - ``"iteration"``: ``run``, ``iteration``, ``loss``, ``elapsed``, ``workers``,
+          and ``rows`` (rows the iteration read, when the model says);
         - ``"scale"``: ``action`` and ``reason`` (plus the action's numbers);
         - ``"run"``: ``run``, ``status`` (``"started"``, ``"finished"``, ``"stopped"``,
           ``"failed"``) and a ``message``.
@@ -88,20 +90,29 @@ class Monitor:
 
     # ------------------------------------------------------------------ sampling
     def sample(self) -> dict:
-        """Take one sample of the cluster now and record it."""
+        """Take one sample of the cluster now and record it.
+
+        Three cheap calls to the scheduler's standard handlers (worker identities, task
+        counts per state, the scheduler's own adaptive target), so any scheduler can be
+        watched without shipping code to it.
+        """
         client = self.cluster.client
         info = client.scheduler_info(n_workers=-1)
+        states = client.sync(client.scheduler.get_task_prefix_states)
+        demand = client.sync(client.scheduler.adaptive_target)
         workers = info.get("workers", {}).values()
         metrics = [w.get("metrics", {}) for w in workers]
         return self.record(
             SAMPLE,
             workers=len(workers),
             workers_requested=getattr(self.cluster, "requested_workers", None),
+            demand=demand,
             threads=sum(w.get("nthreads", 0) for w in workers),
             memory=sum(m.get("memory", 0) for m in metrics),
             managed=sum(m.get("managed_bytes", 0) for m in metrics),
+            processing=sum(counts.get("processing", 0) for counts in states.values()),
+            waiting=sum(counts.get("waiting", 0) for counts in states.values()),
             executing=sum(m.get("task_counts", {}).get("executing", 0) for m in metrics),
-            ready=sum(m.get("task_counts", {}).get("ready", 0) for m in metrics),
             per_worker=[
                 [str(w.get("name")), m.get("memory", 0), m.get("managed_bytes", 0)]
                 for w, m in zip(workers, metrics, strict=True)

@@ -32,3 +32,34 @@ def test_report_is_standalone_and_has_both_plots(tmp_path):
     html = write_report(monitor, tmp_path / "report.html").read_text()
     assert "enb-workers-figure" in html and "enb-loss-figure" in html
     assert "cdn.bokeh.org" not in html  # BokehJS inlined: works offline
+
+
+def test_scale_events_throughput_and_memory_follow_the_events():
+    monitor = Monitor()
+    plots = LivePlots(monitor)
+    monitor.events.append(
+        {"kind": "sample", "time": 0.0, "workers": 1, "per_worker": [["a", 2**20, 0]]}
+    )
+    monitor.record("scale", action="adapt", reason="work for 2 workers")
+    record = monitor.training_callback("fit")
+    record({"iteration": 1, "loss": 2.0, "elapsed": 1.0, "rows": 1000})
+    plots.refresh()
+    record({"iteration": 2, "loss": 1.0, "elapsed": 1.5, "rows": 1000})
+    monitor.events.append(
+        {
+            "kind": "sample",
+            "time": 9.0,
+            "workers": 2,
+            "per_worker": [["a", 3 * 2**20, 2**20], ["b", 2**20, 0]],
+        }
+    )
+    plots.refresh()
+    assert plots.scale_source.data["reason"] == ["work for 2 workers"]
+    assert plots.scale_source.data["workers"] == [1]
+    assert plots.throughput_source.data["rows_per_second"] == [2000.0]  # across refreshes
+    assert plots.memory_source.data == {
+        "worker": ["a", "b"],
+        "memory_mib": [3.0, 1.0],
+        "data_mib": [1.0, 0.0],
+    }
+    assert list(plots.memory_figure.x_range.factors) == ["a", "b"]

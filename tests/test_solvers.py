@@ -90,7 +90,8 @@ def test_callback_stop_iteration_ends_the_fit_with_current_coefficients():
 
     model = LinearRegression(solver="gd", max_iter=100, callback=stop_after_three).fit(X, y)
     assert model.n_iter_ == 3 and len(seen) == 3 and len(model.history_) == 3
-    assert set(seen[0]) == {"iteration", "loss", "elapsed", "n_workers"}
+    assert set(seen[0]) == {"iteration", "loss", "elapsed", "n_workers", "rows"}
+    assert seen[0]["rows"] == 2000
     assert np.all(np.isfinite(model.coef_))
 
 
