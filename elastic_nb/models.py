@@ -41,9 +41,9 @@ def _current_workers():
     return None if cluster is None else len(cluster.scheduler_info.get("workers", {}))
 
 
-def _reject_text(name, dtype, kinds="OUSVMm"):
+def _reject_text(name, dtype, kinds="OUSVMmc"):
     if dtype.kind in kinds:
-        raise TypeError(f"{name} must hold numbers, got dtype {dtype}")
+        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
 
 
 def _reject_text_in_memory(name, data):
@@ -51,7 +51,7 @@ def _reject_text_in_memory(name, data):
     scikit-learn's validation, which converts numbers held as objects and says clearly
     that sparse input is not supported."""
     if not scipy.sparse.issparse(data):
-        _reject_text(name, np.asarray(data).dtype, kinds="USVMm")
+        _reject_text(name, np.asarray(data).dtype, kinds="USVMmc")
 
 
 def _as_dask_array(name, data):

@@ -106,7 +106,7 @@ def test_text_dtypes_are_a_type_error(as_dask, which):
         y = y.astype(str)
     if as_dask:
         X, y = da.from_array(X, chunks=3), da.from_array(y, chunks=3)
-    with pytest.raises(TypeError, match=f"{which} must hold numbers"):
+    with pytest.raises(TypeError, match=f"{which} must hold real numbers"):
         LinearRegression().fit(X, y)
 
 
