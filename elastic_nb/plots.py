@@ -219,9 +219,9 @@ class LivePlots:
 
     State
     -----
-    workers_source, scale_source, loss_source, throughput_source : ColumnDataSource
-        Kernel-side data; grown only with ``stream`` (the browser gets the new rows only).
-        ``loss_source`` holds the current run; a new run starts it afresh.
+    workers_source, scale_source, loss_source, loss_time_source, throughput_source
+        Kernel-side ColumnDataSources, grown only with ``stream`` (the browser gets the new
+        rows only). The loss sources hold the current run; a new run starts them afresh.
     memory_source : ColumnDataSource
         The latest per-worker snapshot (replaced, it is a handful of bars).
     cursor : int
@@ -246,8 +246,11 @@ class LivePlots:
         self.workers_figure = workers_figure(self.workers_source, self.scale_source)
         self.loss_figure = loss_figure()
         add_loss_line(self.loss_figure, self.loss_source, Category10_10[0])
+        # its own source: each notebook widget holds one bokeh document, and a source can
+        # belong to one document only
+        self.loss_time_source = ColumnDataSource(iteration_columns([]), name="enb-loss-time-source")
         self.loss_time_figure = loss_figure(x="time")
-        add_loss_line(self.loss_time_figure, self.loss_source, Category10_10[0], x="time")
+        add_loss_line(self.loss_time_figure, self.loss_time_source, Category10_10[0], x="time")
         self.throughput_figure = throughput_figure(self.throughput_source)
         self.memory_figure = memory_figure(self.memory_source)
         self.cursor = 0
@@ -273,12 +276,14 @@ class LivePlots:
             iterations = iteration_columns(events)
             for run in dict.fromkeys(iterations["run"]):
                 rows = rows_of_run(iterations, run)
-                if run != self.run:  # a new fit: start its curve afresh
+                if run != self.run:  # a new fit: start its curves afresh
                     self.run = run
                     self.loss_source.data = rows
+                    self.loss_time_source.data = {k: list(v) for k, v in rows.items()}
                     self.loss_figure.title.text = f"Loss ({run})"
                 else:
                     self._stream(self.loss_source, rows)
+                    self._stream(self.loss_time_source, rows)
             self._last_iteration = next(
                 (e for e in reversed(events) if e["kind"] == ITERATION), self._last_iteration
             )

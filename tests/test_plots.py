@@ -18,6 +18,7 @@ def test_live_plots_stream_exactly_the_events():
     first({"iteration": 4, "loss": 0.2, "elapsed": 0.4})
     plots.refresh()
     assert plots.loss_source.data["iteration"] == [1, 2, 3, 4]  # streamed, not duplicated
+    assert plots.loss_time_source.data == plots.loss_source.data
     second = monitor.training_callback("b")
     second({"iteration": 1, "loss": 9.0, "elapsed": 0.1})
     plots.refresh()

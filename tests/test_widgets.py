@@ -1,9 +1,11 @@
 """The control panel's callbacks, driven from Python with a real cluster."""
 
+import time
+
 import pytest
 from helpers import assert_no_new_worker_processes, worker_pids
 
-from elastic_nb import ControlPanel
+from elastic_nb import ControlPanel, MLPClassifier
 
 
 @pytest.fixture
@@ -81,3 +83,57 @@ def test_launch_train_stop_and_bad_learning_rate(panel):
     panel.plots.refresh()
     losses = [e["loss"] for e in panel.monitor.of_kind("iteration") if e["run"] == "run-2"]
     assert panel.plots.loss_source.data["loss"] == losses
+
+
+def test_an_unreachable_scheduler_is_a_message_within_the_timeout(panel):
+    panel.backend.value = "scheduler address"
+    panel.address.value = "tcp://127.0.0.1:9"  # discard port: nothing listens
+    started = time.monotonic()
+    panel.launch_button.click()
+    assert time.monotonic() - started < 20
+    assert "⚠" in panel.message.value and "Traceback" not in panel.message.value.split("<pre>")[0]
+    assert panel.cluster is None and not panel.launch_button.disabled
+    panel.address.value = ""
+    panel.launch_button.click()
+    assert "enter the scheduler&#x27;s address" in panel.message.value
+
+
+def test_run_replays_clicks_and_rejects_unknown_ones(panel):
+    with pytest.raises(ValueError, match="unknown click 'fly'"):
+        panel.run("fly")
+    assert "unknown click" in panel.message.value
+
+
+@pytest.mark.slow
+def test_pause_resume_stop_and_model_choices(panel):
+    panel.run("launch")
+    panel.model_choice.value = "MLP classifier"
+    assert panel.solver.options == ("adam", "sgd")
+    panel.dataset.value, panel.rows.value, panel.chunk_rows.value = "XOR", 4000, 1000
+    panel.iterations.value = 100_000
+    panel.train()
+    deadline = time.monotonic() + 60
+    while panel.progress.value < 2:
+        assert time.monotonic() < deadline, panel.message.value
+        time.sleep(0.05)
+    panel.pause()
+    time.sleep(0.5)  # let the iteration in flight finish
+    held = panel.progress.value
+    time.sleep(1.0)
+    assert panel.progress.value == held and panel.training  # paused: no iterations
+    panel.resume()
+    while panel.progress.value <= held:
+        assert time.monotonic() < deadline, panel.message.value
+        time.sleep(0.05)
+    panel.pause()
+    panel.stop()  # a paused fit must still stop
+    panel.wait(timeout=60)
+    assert not panel.training and "stopped" in panel.message.value
+    assert isinstance(panel.model, MLPClassifier) and "ETA" in panel.eta.value
+
+
+def test_notebook_variables_must_exist(panel):
+    panel.dataset.value = "notebook variables"
+    panel.variables.value = "features only"
+    with pytest.raises(ValueError, match="two names"):
+        panel._data()
