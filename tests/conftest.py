@@ -1,3 +1,5 @@
+import os
+
 import psutil
 import pytest
 from helpers import descendants
@@ -29,3 +31,30 @@ def cluster():
         elastic.scale(2)
         elastic.wait_for_workers(2)
         yield elastic
+
+
+# ------------------------------------------------------------- browser tests
+#: Debian's Chromium: Playwright cannot download its own browser here.
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+#: Keep Chromium off the network (it is closed here) and quiet.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright hook: launch the system Chromium with CHROMIUM_ARGS."""
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1280, "height": 1000}}
