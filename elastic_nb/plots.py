@@ -139,8 +139,10 @@ def workers_figure(source: ColumnDataSource, scale_source: ColumnDataSource):
     )
     fig.add_tools(HoverTool(renderers=[events], tooltips=[("", "@action: @reason")]))
     fig.y_range.start = 0
-    fig.legend.location = "top_left"
-    fig.legend.label_text_font_size = "8pt"
+    legend = fig.legend[0]
+    legend.orientation, legend.label_text_font_size = "horizontal", "7pt"
+    legend.padding, legend.spacing = 2, 4
+    fig.add_layout(legend, "below")  # beside the curves, not on them
     return fig
 
 

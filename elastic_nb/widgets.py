@@ -31,16 +31,20 @@ USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError, TimeoutError, Float
 class _StreamSafeBokehModel(BokehModel):
     """BokehModel with two jupyter_bokeh 4.1 fixes.
 
-    The browser echoes our own ``stream`` calls back, which would append every streamed
-    row twice to the kernel-side source: that echo is dropped. And ``close`` is made
-    idempotent.
+    The browser echoes our own changes back: a ``stream`` echo would append every row
+    twice to the kernel-side source, and a ``data`` echo arrives late (when the kernel is
+    next idle) and would overwrite rows streamed since. Both echoes are dropped. And
+    ``close`` is made idempotent.
     """
 
     _closed = False
 
     def _sync_model(self, model, content, buffers):
-        if content.get("kind") != "ColumnsStreamed":
-            super()._sync_model(model, content, buffers)
+        kind, attribute = content.get("kind"), content.get("attr")
+        if kind == "ColumnsStreamed" or (kind == "ModelChanged" and attribute == "data"):
+            return  # echoes of our own stream / source.data = ...; applied late, they
+            # would overwrite rows streamed since (the kernel handles them when idle)
+        super()._sync_model(model, content, buffers)
 
     def close(self):
         # BokehModel.close() fails when called twice (explicitly, then from __del__).
@@ -118,12 +122,17 @@ MODELS = {
 DATASETS = ("synthetic", "XOR", "notebook variables")
 
 
+#: Room for the longest description ("learning rate", "memory/worker") in every field.
+LABELS = {"description_width": "7.5em"}
+
+
 def _text(value, name, description, **kwargs):
-    return _styled(w.Text(value, description=description, **kwargs), name)
+    return _styled(w.Text(value, description=description, style=LABELS, **kwargs), name)
 
 
 def _integer(value, name, description, low, high):
-    return _styled(w.BoundedIntText(value, min=low, max=high, description=description), name)
+    widget = w.BoundedIntText(value, min=low, max=high, description=description, style=LABELS)
+    return _styled(widget, name)
 
 
 def _button(name, description, icon, **kwargs):
@@ -191,7 +200,9 @@ class ControlPanel:
         self.workers = _styled(w.Label("workers: 0"), "workers")
         self.dashboard = _styled(w.HTML("", layout=w.Layout(margin="0 0 0 1em")), "dashboard")
         # training
-        self.dataset = _styled(w.Dropdown(options=DATASETS, description="data"), "dataset")
+        self.dataset = _styled(
+            w.Dropdown(options=DATASETS, description="data", style=LABELS), "dataset"
+        )
         self.variables = _text("X, y", "variables", "variables")
         self.rows = _integer(rows, "rows", "rows", 1, 10**10)
         self.features = _integer(features, "features", "features", 1, 10_000)
@@ -294,9 +305,7 @@ class ControlPanel:
         def handler(_button):
             try:
                 action()
-            except USER_ERRORS:
-                pass  # _reporting already put the sentence in the panel
-            except Exception as err:  # a bug: still a message, with the details folded
+            except Exception as err:  # one sentence in the panel, the details folded
                 self._show_error(err)
 
         return handler
@@ -356,10 +365,14 @@ class ControlPanel:
             self._fail(RuntimeError("a cluster is running; stop it first"))
         self._say("launching…" if self.backend.value == "local" else "connecting…")
         self.cluster = self._reporting(self._new_cluster)
-        self.monitor = Monitor(self.cluster).start()
-        self.plots = LivePlots(self.monitor, on_refresh=self._refresh_labels)
-        self.plot_area.children = _plot_widgets(self.plots, everything=True)
-        self.plots.start()
+        try:
+            self.monitor = Monitor(self.cluster).start()
+            self.plots = LivePlots(self.monitor, on_refresh=self._refresh_labels)
+            self.plot_area.children = _plot_widgets(self.plots, everything=True)
+            self.plots.start()
+        except BaseException as err:  # never leave a cluster running behind a failed launch
+            self.shutdown()
+            self._fail(err)
         link = html.escape(self.cluster.dashboard_link or "")
         self.dashboard.value = f"<a href='{link}' target='_blank'>dashboard</a>"
         self.launch_button.disabled, self.shutdown_button.disabled = True, False
@@ -485,6 +498,7 @@ class ControlPanel:
             self._show_error(err)
         else:
             stopped = self._stop_training.is_set()
+            self.eta.value = f"{model.n_iter_}/{self.progress.max}"
             self.monitor.run_status(run, "stopped" if stopped else "finished")
             self._say(
                 f"{run} {'stopped' if stopped else 'finished'} after {model.n_iter_} iterations"

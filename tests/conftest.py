@@ -1,8 +1,6 @@
-import os
-
 import psutil
 import pytest
-from helpers import descendants
+from helpers import CHROMIUM, CHROMIUM_ARGS, descendants
 
 from elastic_nb import ElasticCluster
 
@@ -34,21 +32,6 @@ def cluster():
 
 
 # ------------------------------------------------------------- browser tests
-#: Debian's Chromium: Playwright cannot download its own browser here.
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-#: Keep Chromium off the network (it is closed here) and quiet.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     """pytest-playwright hook: launch the system Chromium with CHROMIUM_ARGS."""

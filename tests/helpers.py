@@ -1,5 +1,6 @@
-"""Process checks shared by the tests."""
+"""Process checks and browser settings shared by the tests."""
 
+import os
 import time
 
 import psutil
@@ -45,3 +46,19 @@ def assert_no_new_worker_processes(before: set, timeout=15):
     while worker_pids() - before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert worker_pids() - before == set()
+
+
+#: Debian's Chromium: Playwright cannot download its own browser here.
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+#: Playwright adds --headless and a fresh profile; these keep Chromium off the (closed)
+#: network and quiet.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

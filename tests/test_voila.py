@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import CHROMIUM
 from playwright.sync_api import expect
 
 APP = Path(__file__).parents[1] / "notebooks" / "app.ipynb"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

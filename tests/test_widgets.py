@@ -121,6 +121,7 @@ def test_pause_resume_stop_and_model_choices(panel):
     held = panel.progress.value
     time.sleep(1.0)
     assert panel.progress.value == held and panel.training  # paused: no iterations
+    assert "ETA" in panel.eta.value
     panel.resume()
     while panel.progress.value <= held:
         assert time.monotonic() < deadline, panel.message.value
@@ -129,7 +130,8 @@ def test_pause_resume_stop_and_model_choices(panel):
     panel.stop()  # a paused fit must still stop
     panel.wait(timeout=60)
     assert not panel.training and "stopped" in panel.message.value
-    assert isinstance(panel.model, MLPClassifier) and "ETA" in panel.eta.value
+    assert isinstance(panel.model, MLPClassifier)
+    assert panel.eta.value == f"{panel.model.n_iter_}/100000"  # no stale ETA after Stop
 
 
 def test_notebook_variables_must_exist(panel):
