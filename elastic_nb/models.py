@@ -41,9 +41,11 @@ def _current_workers():
     return None if cluster is None else len(cluster.scheduler_info.get("workers", {}))
 
 
-def _reject_text(name, dtype, kinds="OUSVMmc"):
+def _reject_text(name, dtype, kinds="OUSVMm"):
     if dtype.kind in kinds:
         raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+    if dtype.kind == "c":  # scikit-learn's convention: a ValueError, in its words
+        raise ValueError(f"Complex data not supported: {name} has dtype {dtype}")
 
 
 def _reject_text_in_memory(name, data):
@@ -51,7 +53,7 @@ def _reject_text_in_memory(name, data):
     scikit-learn's validation, which converts numbers held as objects and says clearly
     that sparse input is not supported."""
     if not scipy.sparse.issparse(data):
-        _reject_text(name, np.asarray(data).dtype, kinds="USVMmc")
+        _reject_text(name, np.asarray(data).dtype, kinds="USVMm")
 
 
 def _as_dask_array(name, data):
