@@ -40,6 +40,12 @@ def build_parser():
         "--solver", choices=["gd"], default="gd", help="iterative solver run after the exact one"
     )
     demo.add_argument("--iterations", type=_positive_int, default=30)
+    demo.add_argument(
+        "--policy",
+        choices=["training", "default", "predictive"],
+        default="training",
+        help="how the cluster scales (default: training, which knows a fit is running)",
+    )
     demo.add_argument("--out", type=Path, default=Path("elastic-nb-out"))
     return parser
 
@@ -86,7 +92,7 @@ def demo(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     print(f"launching an adaptive cluster of {args.minimum}..{args.maximum} workers", flush=True)
-    with ElasticCluster(minimum=args.minimum, maximum=args.maximum) as cluster:
+    with ElasticCluster(minimum=args.minimum, maximum=args.maximum, policy=args.policy) as cluster:
         monitor = Monitor(cluster).start()
         try:
             print(f"dashboard: {cluster.dashboard_link}", flush=True)
@@ -99,13 +105,16 @@ def demo(args) -> int:
             )
             exact = LinearRegression(solver="normal", callback=_printer(monitor, "exact"))
             exact.fit(X, y)
-            iterative = LinearRegression(
-                solver=args.solver,
-                max_iter=args.iterations,
-                tol=0.0,
-                callback=_printer(monitor, args.solver),
-            )
-            iterative.fit(X, y)
+            # the lease tells the "training" policy a run of --iterations is in progress
+            with cluster.training(iterations=args.iterations, name=args.solver) as lease:
+                printer = _printer(monitor, args.solver)
+                iterative = LinearRegression(
+                    solver=args.solver,
+                    max_iter=args.iterations,
+                    tol=0.0,
+                    callback=lambda record: (lease.callback(record), printer(record)),
+                )
+                iterative.fit(X, y)
             time.sleep(2 * monitor.interval)  # one more sample after training
         finally:
             monitor.stop()

@@ -8,21 +8,27 @@ dask-gateway, ...) or the address of a running scheduler.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 from urllib.parse import urlparse
 
+import dask.config
 from dask.system import CPU_COUNT
 from dask.utils import parse_bytes
 from distributed import Client, LocalCluster
+from distributed.comm import connect
 from distributed.deploy import Cluster
 from distributed.security import Security
 
 from ._validation import check_float, check_int
-from .policy import resolve_policy
+from .policy import ElasticPolicy, Lease, LeaseBook, check_policy_params, resolve_policy
 
 LOOPBACK = "127.0.0.1"
+
+#: The scheduler's own HTTP API module (adaptive target, workers, retire workers).
+HTTP_API_ROUTE = "distributed.http.scheduler.api"
 
 
 def _check_memory_limit(value):
@@ -31,7 +37,7 @@ def _check_memory_limit(value):
     if isinstance(value, str):
         try:
             nbytes = parse_bytes(value)
-        except ValueError as err:
+        except (ValueError, OverflowError) as err:  # "1e400" overflows inside parse_bytes
             raise ValueError(
                 f"memory_limit must be 'auto', a byte count or a size like '2GiB', got {value!r}"
             ) from err
@@ -39,8 +45,8 @@ def _check_memory_limit(value):
         nbytes = value
     else:
         raise TypeError(f"memory_limit must be 'auto', bytes or a size string, got {value!r}")
-    if nbytes <= 0:
-        raise ValueError(f"memory_limit must be > 0, got {value!r}")
+    if not 0 < nbytes < float("inf"):
+        raise ValueError(f"memory_limit must be > 0 and finite, got {value!r}")
     return value
 
 
@@ -56,6 +62,26 @@ def _check_security(security):
     )
 
 
+async def _probe(address, timeout, security):
+    args = security.get_connection_args("client") if security is not None else {}
+    comm = await connect(address, timeout=timeout, **args)
+    await comm.close()
+
+
+def _connect(address, timeout, security):
+    """A client for a running scheduler, or a clear error within ``timeout`` seconds."""
+    try:
+        # probe on a throw-away event loop first: a Client that fails to connect leaves its
+        # IO-loop thread behind, a plain comm does not
+        asyncio.run(_probe(address, timeout, security))
+        return Client(address, timeout=timeout, security=security)
+    except (OSError, TimeoutError) as err:
+        raise ConnectionError(
+            f"could not connect to the Dask scheduler at {address!r} within {timeout:g} s "
+            f"({type(err).__name__}: {err})"
+        ) from err
+
+
 class ElasticCluster:
     """An adaptive Dask cluster plus the client that talks to it.
 
@@ -65,8 +91,17 @@ class ElasticCluster:
     ``distributed.deploy.Cluster``) it adapts that one but never closes it; given a
     scheduler ``address`` it only connects and observes.
 
-    Scaling decisions (``adapt``, ``scale``) are announced to listeners registered with
-    :meth:`subscribe` (the :class:`~elastic_nb.Monitor` is one) together with their reason.
+    Scaling decisions (``adapt``, ``scale``, and every target, scale-up and scale-down of an
+    elastic_nb policy) are announced to listeners registered with :meth:`subscribe` (the
+    :class:`~elastic_nb.Monitor` is one) together with their reason.
+
+    A training run tells the policy it is in progress with a lease,
+    ``with cluster.training(iterations=K) as run: ... run.step()`` (see
+    :class:`~elastic_nb.policy.Lease`); the ``"training"`` policy scales for it.
+
+    ``http_api=True`` (local clusters only) also serves the scheduler's own HTTP API
+    (``distributed.http.scheduler.api``) on the dashboard's port, bound to 127.0.0.1, so the
+    cluster can be inspected and shrunk from outside the notebook: see :attr:`api_url`.
     """
 
     def __init__(
@@ -82,6 +117,7 @@ class ElasticCluster:
         security=None,
         interval="500ms",
         connect_timeout=10,
+        http_api=False,
     ):
         minimum = check_int("minimum", minimum, minimum=0)
         maximum = check_int("maximum", maximum, minimum=1, allow_none=True)
@@ -99,32 +135,49 @@ class ElasticCluster:
         if cluster is not None and not isinstance(cluster, Cluster):
             raise TypeError(f"cluster must be a distributed.deploy.Cluster, got {cluster!r}")
         connect_timeout = check_float("connect_timeout", connect_timeout, positive=True)
+        if not isinstance(http_api, bool):
+            raise TypeError(f"http_api must be True or False, got {http_api!r}")
+        if http_api and (address is not None or cluster is not None):
+            raise ValueError(
+                "http_api=True configures a cluster elastic_nb starts; for an existing scheduler "
+                f"add {HTTP_API_ROUTE!r} to its distributed.scheduler.http.routes config"
+            )
+        check_policy_params(self.policy, {"interval": interval})
         security = _check_security(security)
 
         self.minimum, self.maximum = minimum, maximum
         self.interval = interval
         self.security = security
+        self.http_api = http_api
         self._listeners = []
         self.decisions = []  # (action, details) of every scaling decision, oldest first
         self._adaptive = None
+        self._adapt_kwargs = {}
+        self.leases = LeaseBook()
+        self.leases.listeners.append(self._on_lease)
         self.owns_cluster = address is None and cluster is None
+        self.client = None
 
         if address is not None:
             self.cluster = None
-            self.client = Client(address, timeout=connect_timeout, security=security)
+            self.client = _connect(address, connect_timeout, security)
             return
         if cluster is None:
-            cluster = LocalCluster(
-                n_workers=minimum,
-                threads_per_worker=self.threads_per_worker,
-                memory_limit=self.memory_limit,
-                processes=True,
-                host=LOOPBACK,
-                dashboard_address=f"{LOOPBACK}:0",
-                protocol="tls://" if security else None,
-                security=security,
-                silence_logs=logging.ERROR,
-            )
+            routes = list(dask.config.get("distributed.scheduler.http.routes"))
+            if http_api and HTTP_API_ROUTE not in routes:
+                routes.append(HTTP_API_ROUTE)
+            with dask.config.set({"distributed.scheduler.http.routes": routes}):
+                cluster = LocalCluster(
+                    n_workers=minimum,
+                    threads_per_worker=self.threads_per_worker,
+                    memory_limit=self.memory_limit,
+                    processes=True,
+                    host=LOOPBACK,
+                    dashboard_address=f"{LOOPBACK}:0",
+                    protocol="tls://" if security else None,
+                    security=security,
+                    silence_logs=logging.ERROR,
+                )
         self.cluster = cluster
         try:
             self.client = Client(cluster, security=security)
@@ -146,18 +199,31 @@ class ElasticCluster:
             )
 
     def adapt(self, minimum=None, maximum=None, policy=None, **kwargs):
-        """Scale automatically between ``minimum`` and ``maximum`` workers with ``policy``."""
+        """Scale automatically between ``minimum`` and ``maximum`` workers with ``policy``.
+
+        ``policy`` is a name (``"default"``, ``"training"``, ``"predictive"``) or a subclass
+        of :class:`distributed.deploy.Adaptive`; ``kwargs`` go to it (``interval``,
+        ``wait_count``, ``target_duration`` and the policy's own parameters, e.g.
+        ``cooldown``) and are checked before the running policy is replaced.
+        """
         self._require_scaling("adapt")
         minimum = self.minimum if minimum is None else check_int("minimum", minimum, minimum=0)
         maximum = self.maximum if maximum is None else check_int("maximum", maximum, minimum=1)
         if maximum < minimum:
             raise ValueError(f"maximum must be >= minimum ({minimum}), got {maximum}")
         policy_class = self.policy if policy is None else resolve_policy(policy)
+        if policy is None and policy_class is getattr(self, "_adapted_policy", None):
+            kwargs = {**self._adapt_kwargs, **kwargs}
         kwargs.setdefault("interval", self.interval)
+        check_policy_params(policy_class, kwargs)
+        extra = {}
+        if issubclass(policy_class, ElasticPolicy):
+            extra = {"leases": self.leases, "announce": self._announce}
         self._adaptive = self.cluster.adapt(
-            Adaptive=policy_class, minimum=minimum, maximum=maximum, **kwargs
+            Adaptive=policy_class, minimum=minimum, maximum=maximum, **kwargs, **extra
         )
         self.minimum, self.maximum, self.policy = minimum, maximum, policy_class
+        self._adapted_policy, self._adapt_kwargs = policy_class, dict(kwargs)
         self._announce(
             "adapt",
             minimum=minimum,
@@ -166,6 +232,35 @@ class ElasticCluster:
             reason=f"adaptive between {minimum} and {maximum} workers ({policy_class.__name__})",
         )
         return self._adaptive
+
+    def training(self, iterations=None, *, slowdown=1.1, deadline=None, name=None):
+        """Hold a lease on the cluster for a training run; returns the :class:`Lease`.
+
+        ``with cluster.training(iterations=K) as run: ... run.step()`` — one ``step()`` per
+        finished iteration (``run.callback`` is a model ``callback`` that does it). While a
+        lease is held the ``"training"`` policy keeps the smallest width whose iterations are
+        within ``slowdown`` of the maximum width's pace (or that meets ``deadline`` seconds),
+        for the whole run, and does not shrink between iterations; when the last lease
+        closes it releases the workers. Other policies ignore leases.
+        """
+        return Lease(self.leases, iterations, slowdown=slowdown, deadline=deadline, name=name)
+
+    def _on_lease(self, lease, what):
+        if what == "start":
+            total = "an unknown number of" if lease.iterations is None else lease.iterations
+            self._announce(
+                "lease",
+                lease=lease.name,
+                iterations=lease.iterations,
+                reason=f"training run {lease.name} started: {total} iterations",
+            )
+        elif what == "end":
+            self._announce(
+                "lease-end",
+                lease=lease.name,
+                iterations=lease.done,
+                reason=f"training run {lease.name} ended after {lease.done} iterations",
+            )
 
     def scale(self, n):
         """Stop adapting and run exactly ``n`` workers."""
@@ -176,6 +271,47 @@ class ElasticCluster:
             self._adaptive = None
         self.cluster.scale(n)
         self._announce("scale", target=n, reason=f"fixed at {n} workers on request")
+
+    def resize_workers(self, threads_per_worker=None, memory_limit=None, timeout=120):
+        """Vertical scaling: give every worker new ``threads_per_worker`` / ``memory_limit``.
+
+        Rolls the workers of a local cluster: starts as many new workers with the new
+        resources as are running, waits for them, then retires the old ones gracefully (their
+        data moves to the new workers), and resumes adapting if it was. Blocks until done.
+        """
+        if not self.owns_cluster:
+            raise RuntimeError("resize_workers needs a local cluster started by elastic_nb")
+        threads = (
+            self.threads_per_worker
+            if threads_per_worker is None
+            else check_int("threads_per_worker", threads_per_worker, minimum=1)
+        )
+        memory = self.memory_limit if memory_limit is None else _check_memory_limit(memory_limit)
+        adaptive = self._adaptive is not None
+        if adaptive:
+            self._adaptive.stop()
+            self._adaptive = None
+        old = list(self.cluster.worker_spec)
+        options = self.cluster.new_spec["options"]
+        options["nthreads"], options["memory_limit"] = threads, memory
+        self.threads_per_worker, self.memory_limit = threads, memory
+        n = max(len(old), 1 if adaptive else 0)
+        self.cluster.scale(len(old) + n)
+        self.client.wait_for_workers(len(old) + n, timeout=timeout)
+        if old:
+            self.client.retire_workers(names=old, close_workers=True)
+            self.cluster.sync(self.cluster.scale_down, old)
+        self._announce(
+            "resize",
+            threads_per_worker=threads,
+            memory_limit=memory,
+            target=n,
+            reason=f"rolled {len(old)} worker(s) to {threads} thread(s), memory {memory}",
+        )
+        if adaptive:
+            self.adapt()
+        else:
+            self.client.wait_for_workers(n, timeout=timeout)
 
     def wait_for_workers(self, n, timeout=60):
         """Block until at least ``n`` workers are connected."""
@@ -218,6 +354,19 @@ class ElasticCluster:
             port = urlparse(link).port
             return f"{prefix.rstrip('/')}/proxy/{port}/status"
         return link
+
+    @property
+    def api_url(self) -> str | None:
+        """Base URL of the scheduler's HTTP API (``http_api=True``), else None.
+
+        Routes (distributed's own): ``GET {api_url}/get_workers``, ``GET
+        {api_url}/adaptive_target``, ``GET {api_url}/check_idle`` and ``POST
+        {api_url}/retire_workers`` with ``{"n": k}`` or ``{"workers": [addresses]}``.
+        """
+        if not self.http_api or self.closed:
+            return None
+        link = urlparse(self.client.dashboard_link)
+        return f"{link.scheme}://{link.netloc}/api/v1"
 
     # ------------------------------------------------------------------ closing
     @property

@@ -65,6 +65,12 @@ def _kernel_per_chunk(kernel, xs, ys):
     return np.stack([kernel(x, y) for x, y in zip(xs, ys, strict=True)])
 
 
+#: Data one per-iteration task reads at most: few tasks for small data (low overhead per
+#: iteration), enough tasks for large data that the scheduler and the scaling policy see
+#: the parallelism there is.
+TASK_BYTES = 64 * 2**20
+
+
 class PersistedReducer:
     """Sums a kernel over the chunks of (X, y) persisted on a distributed cluster.
 
@@ -73,47 +79,72 @@ class PersistedReducer:
     x_futures, y_futures : list of Future
         The row blocks, in order; holding them keeps their lineage, so a chunk lost with
         its worker is recomputed by the scheduler.
+    chunk_bytes : list of int
+        Size of each row block.
+    workers : set of str
+        The workers seen at the last call; when new ones join, the chunks are rebalanced
+        across all of them (distributed's ``rebalance``), so new workers share the work.
 
-    Each call asks the scheduler where the chunks are and submits one task per worker
-    that evaluates the kernel on that worker's chunks. The per-chunk vectors come back to
+    Each call asks the scheduler where the chunks are and submits, per worker, tasks over
+    runs of that worker's chunks of at most TASK_BYTES. The per-chunk vectors come back to
     the client and are added in chunk order: a fixed order, so the bits of the result do
     not depend on where anything ran.
     """
 
-    def __init__(self, client, x_futures, y_futures):
+    def __init__(self, client, x_futures, y_futures, chunk_bytes):
         self.client = client
         self.x_futures = x_futures
         self.y_futures = y_futures
+        self.chunk_bytes = chunk_bytes
+        self.workers = set()
 
     @property
     def n_chunks(self) -> int:
         return len(self.x_futures)
 
-    def __call__(self, kernel, size: int, chunks=None) -> np.ndarray:
-        chunks = range(self.n_chunks) if chunks is None else chunks
+    def _rebalance_if_grown(self):
+        workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        if len(workers) > 1 and workers - self.workers and self.workers:
+            self.client.rebalance(self.x_futures + self.y_futures)
+        self.workers = workers
+
+    def _groups(self, chunks):
         where = self.client.who_has([self.x_futures[i] for i in chunks])
-        groups = defaultdict(list)
+        by_holder = defaultdict(list)
         for i in chunks:
             holders = sorted(where.get(self.x_futures[i].key, ()))
-            groups[holders[0] if holders else None].append(i)
-        tasks = {
-            worker: self.client.submit(
+            by_holder[holders[0] if holders else None].append(i)
+        groups = []
+        for members in by_holder.values():
+            group, size = [], 0
+            for i in members:
+                if group and size + self.chunk_bytes[i] > TASK_BYTES:
+                    groups.append(group)
+                    group, size = [], 0
+                group.append(i)
+                size += self.chunk_bytes[i]
+            groups.append(group)
+        return groups
+
+    def __call__(self, kernel, size: int, chunks=None) -> np.ndarray:
+        chunks = range(self.n_chunks) if chunks is None else chunks
+        self._rebalance_if_grown()
+        groups = self._groups(chunks)
+        # no worker restrictions: the scheduler places each task where its chunks are,
+        # and may move it to an idle worker
+        tasks = [
+            self.client.submit(
                 _kernel_per_chunk,
                 kernel,
-                [self.x_futures[i] for i in members],
-                [self.y_futures[i] for i in members],
+                [self.x_futures[i] for i in group],
+                [self.y_futures[i] for i in group],
                 pure=False,
-                # a chunk still being computed (persist is asynchronous) has no holder yet
-                **({} if worker is None else {"workers": [worker], "allow_other_workers": True}),
             )
-            for worker, members in groups.items()
-        }
-        results = dict(zip(tasks, self.client.gather(list(tasks.values())), strict=True))
-        rows = {
-            i: row
-            for worker, members in groups.items()
-            for i, row in zip(members, results[worker], strict=True)
-        }
+            for group in groups
+        ]
+        rows = {}
+        for group, result in zip(groups, self.client.gather(tasks), strict=True):
+            rows.update(zip(group, result, strict=True))
         return np.stack([rows[i] for i in chunks]).sum(axis=0)
 
 
@@ -151,7 +182,9 @@ def make_reducer(X, y):
     if isinstance(X, da.Array):
         x_futures, y_futures = persisted_futures(X), persisted_futures(y)
         if x_futures is not None and y_futures is not None:
-            return PersistedReducer(x_futures[0].client, x_futures, y_futures)
+            row_bytes = X.dtype.itemsize * X.shape[1] + y.dtype.itemsize
+            chunk_bytes = [rows * row_bytes for rows in X.chunks[0]]
+            return PersistedReducer(x_futures[0].client, x_futures, y_futures, chunk_bytes)
     return GraphReducer(X, y)
 
 
