@@ -71,9 +71,10 @@ def disturbed_trials(cluster, X, y, reference, iterations, trials, rng, disturb,
         except Exception as err:  # a failed trial is a result, not a crash of the soak
             completed, identical, seconds, stream = False, False, float("nan"), None
             print(f"  trial {trial}: failed: {err!r}", file=sys.stderr)
-        restore()
+        replaced = restore()
         results.append(
             {
+                "replaced_by_itself": replaced,
                 "trial": trial,
                 "at_iteration": at,
                 "disturbed": bool(happened),
@@ -111,6 +112,24 @@ def scale_down(cluster):
 def back_to_two(cluster):
     cluster.scale(2)
     cluster.wait_for_workers(2, timeout=120)
+    return True
+
+
+def replaced_by_nanny(cluster, timeout=120):
+    """Wait for the killed worker's nanny to start a new one; if it has not within
+    ``timeout``, say so and replace it through the cluster manager."""
+    try:
+        cluster.wait_for_workers(2, timeout=timeout)
+        return True
+    except TimeoutError:
+        print(
+            "  the nanny did not replace the worker; replacing it by scaling 1 -> 2",
+            file=sys.stderr,
+            flush=True,
+        )
+        cluster.scale(1)
+        back_to_two(cluster)
+        return False
 
 
 def summarize(results, undisturbed_seconds):
@@ -119,6 +138,7 @@ def summarize(results, undisturbed_seconds):
     return {
         "trials": len(results),
         "completed": len(done),
+        "not_replaced_by_itself": sum(1 for r in results if not r["replaced_by_itself"]),
         "differing_from_undisturbed": sum(1 for r in done if not r["identical"]),
         "extra_seconds_median": statistics.median(extra) if extra else None,
         "extra_seconds_max": max(extra) if extra else None,
@@ -191,7 +211,7 @@ def main(argv=None):
             args.trials,
             rng,
             lambda: kill_random_worker(cluster, rng),
-            lambda: cluster.wait_for_workers(2, timeout=120),
+            lambda: replaced_by_nanny(cluster),
         )
         print("scale-down trials:", flush=True)
         shrink = disturbed_trials(
@@ -225,15 +245,15 @@ def main(argv=None):
     args.out.write_text(json.dumps(report, indent=2))
 
     print(
-        "\n| experiment | trials | completed | differ from undisturbed | "
-        "extra wall time (median / max) | recomputed data tasks (median) |"
+        "\n| experiment | trials | completed | differ from undisturbed | extra wall time "
+        "(median / max) | recomputed data tasks (median) | worker not replaced by itself |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name, s in (("SIGKILL a worker", report["kill"]), ("scale 2→1", report["scale_down"])):
         print(
             f"| {name} | {s['trials']} | {s['completed']} | {s['differing_from_undisturbed']} "
             f"| {s['extra_seconds_median']:+.2f} s / {s['extra_seconds_max']:+.2f} s "
-            f"| {s['recomputed_data_tasks_median']} |"
+            f"| {s['recomputed_data_tasks_median']} | {s['not_replaced_by_itself']} |"
         )
     c = report["launch_close"]
     print(
