@@ -15,16 +15,6 @@ from helpers import CHROMIUM
 from playwright.sync_api import expect
 
 APP = Path(__file__).parents[1] / "notebooks" / "app.ipynb"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = [
     pytest.mark.slow,
