@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from urllib.parse import urlparse
 
@@ -68,12 +69,30 @@ async def _probe(address, timeout, security):
     await comm.close()
 
 
+def _in_fresh_loop(make_coroutine):
+    """Run a coroutine to completion on a new event loop in its own thread: works whether
+    or not this thread already runs a loop (a Jupyter kernel's main thread does)."""
+    outcome = {}
+
+    def run():
+        try:
+            asyncio.run(make_coroutine())
+        except BaseException as err:  # handed back to the caller's thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, name="enb-probe", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+
+
 def _connect(address, timeout, security):
     """A client for a running scheduler, or a clear error within ``timeout`` seconds."""
     try:
         # probe on a throw-away event loop first: a Client that fails to connect leaves its
         # IO-loop thread behind, a plain comm does not
-        asyncio.run(_probe(address, timeout, security))
+        _in_fresh_loop(lambda: _probe(address, timeout, security))
         return Client(address, timeout=timeout, security=security)
     except (OSError, TimeoutError) as err:
         raise ConnectionError(

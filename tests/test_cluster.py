@@ -84,3 +84,15 @@ def test_wrapping_a_cluster_or_an_address_never_closes_it():
         connected.close()
         assert local.status.name == "running"
     assert_no_new_worker_processes(before)
+
+
+def test_connecting_from_a_thread_that_runs_an_event_loop():
+    """A Jupyter kernel's main thread runs an asyncio loop; connecting must still work
+    (and fail clearly for a dead address) there."""
+    import asyncio
+
+    async def inside_a_running_loop():
+        with pytest.raises(ConnectionError, match="could not connect"):
+            ElasticCluster(address="tcp://127.0.0.1:9", connect_timeout=2)
+
+    asyncio.run(inside_a_running_loop())
