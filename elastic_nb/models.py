@@ -269,10 +269,12 @@ class _ChunkedEstimator(BaseEstimator):
         return validate_data(self, X, reset=False, dtype=np.float64)
 
     def _first_pass(self, X, y):
-        """Moments of X and y — and the proof that they are finite."""
+        """What every iterative fit starts with: the moments of X and y (and the proof that
+        they are finite), y placed where X is, and the reducer for the iterations."""
         moments = solvers.moments(X, y)
         _require_finite(moments, X, y)
-        return moments
+        y = _persisted_like(X, y)
+        return moments, y, solvers.make_reducer(X, y)
 
     def _progress(self, X):
         return _Progress(self.callback, isinstance(X, da.Array), int(X.shape[0]))
@@ -468,10 +470,8 @@ class LinearRegression(RegressorMixin, _ChunkedEstimator):
         return "normal"
 
     def _fit_iterative(self, X, y, alpha, progress, checkpointer):
-        moments = self._first_pass(X, y)
+        moments, y, reducer = self._first_pass(X, y)
         scaling = solvers.column_scaling(moments, self.fit_intercept)
-        y = _persisted_like(X, y)
-        reducer = solvers.make_reducer(X, y)
         p, l2 = X.shape[1], 2.0 * alpha / moments.n
         base = partial(solvers.linear_loss_grad, reducer, solvers.SQUARED, p, self.fit_intercept)
         loss_grad = solvers.standardized(solvers.with_l2(base, l2, p), scaling, self.fit_intercept)
@@ -598,9 +598,7 @@ class LogisticRegression(_BinaryClassifier):
         X, y = self._validate_Xy(X, y)
         progress = self._progress(X)
         checkpointer = _Checkpointer(self, checkpoint, checkpoint_every, resume, X, progress)
-        moments = self._first_pass(X, y)
-        y = _persisted_like(X, y)
-        reducer = solvers.make_reducer(X, y)
+        moments, y, reducer = self._first_pass(X, y)
         p, l2 = X.shape[1], 1.0 / (C * moments.n)
         theta0 = np.zeros(p + int(bool(self.fit_intercept)))
         if self.solver == "newton":
@@ -708,9 +706,7 @@ class _MLP(_ChunkedEstimator):
         X, y = self._validate_Xy(X, y)
         progress = self._progress(X)
         checkpointer = _Checkpointer(self, checkpoint, checkpoint_every, resume, X, progress)
-        moments = self._first_pass(X, y)
-        y = _persisted_like(X, y)
-        reducer = solvers.make_reducer(X, y)
+        moments, y, reducer = self._first_pass(X, y)
         target = (0.0, 1.0)
         if self._output == "identity":
             y_std = np.sqrt(max(moments.y_mean_square - moments.y_mean**2, 0.0)) or 1.0
