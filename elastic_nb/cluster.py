@@ -9,10 +9,14 @@ dask-gateway, ...) or the address of a running scheduler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import os
+import socket
 import threading
 import time
+import weakref
 from urllib.parse import urlparse
 
 import dask.config
@@ -22,11 +26,16 @@ from distributed import Client, LocalCluster
 from distributed.comm import connect
 from distributed.deploy import Cluster
 from distributed.security import Security
+from distributed.system import MEMORY_LIMIT
 
 from ._validation import check_float, check_int
 from .policy import ElasticPolicy, Lease, LeaseBook, check_policy_params, resolve_policy
 
 LOOPBACK = "127.0.0.1"
+
+#: Below this a worker process (Python, numpy, distributed: ~120 MB resident) would be
+#: killed by its nanny as soon as it starts, and restarted forever.
+MIN_WORKER_MEMORY = 256 * 2**20
 
 #: The scheduler's own HTTP API module (adaptive target, workers, retire workers).
 HTTP_API_ROUTE = "distributed.http.scheduler.api"
@@ -49,6 +58,69 @@ def _check_memory_limit(value):
     if not 0 < nbytes < float("inf"):
         raise ValueError(f"memory_limit must be > 0 and finite, got {value!r}")
     return value
+
+
+def _worker_memory(memory_limit, threads_per_worker):
+    """Bytes one local worker may use: distributed's own rule for ``"auto"``."""
+    if memory_limit in ("auto", None):
+        return MEMORY_LIMIT * min(1, threads_per_worker / CPU_COUNT)
+    return parse_bytes(memory_limit) if isinstance(memory_limit, str) else memory_limit
+
+
+def check_local_capacity(maximum, threads_per_worker=1, memory_limit="auto"):
+    """Refuse a local cluster this machine cannot hold, before any process starts.
+
+    Each worker needs at least :data:`MIN_WORKER_MEMORY`, no worker may be promised more
+    than the machine (or container) has, and ``maximum`` workers with an explicit
+    ``memory_limit`` must fit in it together. CPUs may be oversubscribed, as in distributed.
+    """
+    per_worker = _worker_memory(memory_limit, threads_per_worker)
+    total = f"{MEMORY_LIMIT / 2**30:.1f} GiB"
+    if per_worker < MIN_WORKER_MEMORY:
+        raise ValueError(
+            f"memory_limit must be at least {MIN_WORKER_MEMORY // 2**20} MiB per worker "
+            f"(a worker process needs that much to start), got {memory_limit!r}"
+        )
+    if per_worker > MEMORY_LIMIT:
+        raise ValueError(
+            f"memory_limit {memory_limit!r} is more than this machine's memory ({total})"
+        )
+    floor = per_worker if memory_limit not in ("auto", None) else MIN_WORKER_MEMORY
+    if maximum * floor > MEMORY_LIMIT:
+        most = int(MEMORY_LIMIT // floor)
+        raise ValueError(
+            f"maximum must be at most {most} on this machine: {maximum} workers of "
+            f"{floor / 2**30:.2f} GiB need more than its {total}"
+        )
+
+
+def _check_port(name, host, port):
+    """Raise OSError(EADDRINUSE) naming ``name`` if ``host:port`` is taken (0: any port)."""
+    port = check_int(name, port, minimum=0)
+    if port > 65535:
+        raise ValueError(f"{name} must be <= 65535, got {port}")
+    if port:
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as err:
+                raise OSError(
+                    errno.EADDRINUSE,
+                    f"{name} {port} on {host} is already in use (another cluster?); "
+                    f"pass {name}=0 to pick a free port",
+                ) from err
+    return port
+
+
+def _launch_local(scheduler_port, **kwargs):
+    """A LocalCluster of worker processes, or one clear error (distributed has already
+    closed whatever it started when it raises)."""
+    try:
+        return LocalCluster(
+            processes=True, scheduler_port=scheduler_port, silence_logs=logging.ERROR, **kwargs
+        )
+    except Exception as err:
+        raise RuntimeError(f"could not start the local cluster: {err}") from err
 
 
 def _check_security(security):
@@ -101,6 +173,39 @@ def _connect(address, timeout, security):
         ) from err
 
 
+def _weak_method(method):
+    """A callable that calls ``method`` while its object lives: the policy and the lease
+    book must not keep an ``ElasticCluster`` alive, or garbage collection could not close
+    it."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args, **kwargs):
+        bound = ref()
+        if bound is not None:
+            bound(*args, **kwargs)
+
+    return call
+
+
+def _shut_down(client, cluster, timeout=10):
+    """Close an ``ElasticCluster`` nobody closed: it was garbage collected, or the
+    interpreter is exiting. ``cluster`` is None when elastic_nb did not start it."""
+    try:
+        in_loop = asyncio.get_running_loop() is client.loop.asyncio_loop
+    except RuntimeError:  # no loop runs in this thread
+        in_loop = False
+    if in_loop:  # collected inside the client's own event loop: blocking here would hang it
+        client.loop.add_callback(client._close)
+        if cluster is not None:
+            client.loop.add_callback(cluster._close)
+        return
+    with contextlib.suppress(Exception):
+        client.close(timeout=timeout)
+    if cluster is not None:
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=timeout)
+
+
 class ElasticCluster:
     """An adaptive Dask cluster plus the client that talks to it.
 
@@ -121,6 +226,12 @@ class ElasticCluster:
     ``http_api=True`` (local clusters only) also serves the scheduler's own HTTP API
     (``distributed.http.scheduler.api``) on the dashboard's port, bound to 127.0.0.1, so the
     cluster can be inspected and shrunk from outside the notebook: see :attr:`api_url`.
+
+    A local launch is checked before anything starts: ports in use, a ``memory_limit`` a
+    worker cannot live in, or a ``maximum`` the machine cannot hold raise a clear error.
+    A cluster elastic_nb started is shut down by :meth:`close`, ``with``, garbage collection
+    or interpreter exit, whichever comes first; one it only wraps or connects to never is.
+    ``host`` opts out of 127.0.0.1 (then use ``security=True``).
     """
 
     def __init__(
@@ -137,6 +248,9 @@ class ElasticCluster:
         interval="500ms",
         connect_timeout=10,
         http_api=False,
+        host=LOOPBACK,
+        scheduler_port=0,
+        dashboard_port=0,
     ):
         minimum = check_int("minimum", minimum, minimum=0)
         maximum = check_int("maximum", maximum, minimum=1, allow_none=True)
@@ -163,6 +277,13 @@ class ElasticCluster:
             )
         check_policy_params(self.policy, {"interval": interval})
         security = _check_security(security)
+        self.owns_cluster = address is None and cluster is None
+        if self.owns_cluster:
+            if not isinstance(host, str) or not host:
+                raise TypeError(f"host must be an address like {LOOPBACK!r}, got {host!r}")
+            check_local_capacity(maximum, self.threads_per_worker, self.memory_limit)
+            scheduler_port = _check_port("scheduler_port", host, scheduler_port)
+            dashboard_port = _check_port("dashboard_port", host, dashboard_port)
 
         self.minimum, self.maximum = minimum, maximum
         self.interval = interval
@@ -173,33 +294,35 @@ class ElasticCluster:
         self._adaptive = None
         self._adapt_kwargs = {}
         self.leases = LeaseBook()
-        self.leases.listeners.append(self._on_lease)
-        self.owns_cluster = address is None and cluster is None
+        self.leases.listeners.append(_weak_method(self._on_lease))
         self.client = None
 
         if address is not None:
             self.cluster = None
             self.client = _connect(address, connect_timeout, security)
+            self._finalizer = weakref.finalize(self, _shut_down, self.client, None)
             return
         if cluster is None:
             routes = list(dask.config.get("distributed.scheduler.http.routes"))
             if http_api and HTTP_API_ROUTE not in routes:
                 routes.append(HTTP_API_ROUTE)
             with dask.config.set({"distributed.scheduler.http.routes": routes}):
-                cluster = LocalCluster(
+                cluster = _launch_local(
                     n_workers=minimum,
                     threads_per_worker=self.threads_per_worker,
                     memory_limit=self.memory_limit,
-                    processes=True,
-                    host=LOOPBACK,
-                    dashboard_address=f"{LOOPBACK}:0",
+                    host=host,
+                    scheduler_port=scheduler_port,
+                    dashboard_address=f"{host}:{dashboard_port}",
                     protocol="tls://" if security else None,
                     security=security,
-                    silence_logs=logging.ERROR,
                 )
         self.cluster = cluster
         try:
             self.client = Client(cluster, security=security)
+            self._finalizer = weakref.finalize(
+                self, _shut_down, self.client, cluster if self.owns_cluster else None
+            )
             self.adapt(minimum, maximum)
         except BaseException:
             self.close()
@@ -230,6 +353,8 @@ class ElasticCluster:
         maximum = self.maximum if maximum is None else check_int("maximum", maximum, minimum=1)
         if maximum < minimum:
             raise ValueError(f"maximum must be >= minimum ({minimum}), got {maximum}")
+        if self.owns_cluster:
+            check_local_capacity(maximum, self.threads_per_worker, self.memory_limit)
         policy_class = self.policy if policy is None else resolve_policy(policy)
         if policy is None and policy_class is getattr(self, "_adapted_policy", None):
             kwargs = {**self._adapt_kwargs, **kwargs}
@@ -237,7 +362,7 @@ class ElasticCluster:
         check_policy_params(policy_class, kwargs)
         extra = {}
         if issubclass(policy_class, ElasticPolicy):
-            extra = {"leases": self.leases, "announce": self._announce}
+            extra = {"leases": self.leases, "announce": _weak_method(self._announce)}
         self._adaptive = self.cluster.adapt(
             Adaptive=policy_class, minimum=minimum, maximum=maximum, **kwargs, **extra
         )
@@ -285,6 +410,8 @@ class ElasticCluster:
         """Stop adapting and run exactly ``n`` workers."""
         self._require_scaling("scale")
         n = check_int("n", n, minimum=0)
+        if self.owns_cluster:
+            check_local_capacity(n, self.threads_per_worker, self.memory_limit)
         if self._adaptive is not None:
             self._adaptive.stop()
             self._adaptive = None
@@ -306,6 +433,7 @@ class ElasticCluster:
             else check_int("threads_per_worker", threads_per_worker, minimum=1)
         )
         memory = self.memory_limit if memory_limit is None else _check_memory_limit(memory_limit)
+        check_local_capacity(self.maximum, threads, memory)
         adaptive = self._adaptive is not None
         if adaptive:
             self._adaptive.stop()
@@ -394,6 +522,9 @@ class ElasticCluster:
 
     def close(self, timeout=30):
         """Close the client, and the cluster too if this object started it."""
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer.detach()
         if self._adaptive is not None:
             self._adaptive.stop()
             self._adaptive = None

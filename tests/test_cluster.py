@@ -27,6 +27,7 @@ from elastic_nb.datasets import make_regression
         ({"address": 8786}, TypeError, "address must be"),
         ({"address": "tcp://127.0.0.1:1", "cluster": object()}, ValueError, "either"),
         ({"security": "yes"}, TypeError, "security must be"),
+        ({"host": 5}, TypeError, "host must be"),
     ],
 )
 def test_bad_arguments_fail_before_anything_starts(kwargs, error, match):

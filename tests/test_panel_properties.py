@@ -8,7 +8,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from elastic_nb import ControlPanel
-from elastic_nb.cluster import _check_memory_limit
+from elastic_nb.cluster import _check_memory_limit, check_local_capacity
 from elastic_nb.widgets import _parse_learning_rate
 
 
@@ -25,7 +25,7 @@ def test_any_learning_rate_text_parses_or_names_the_field(text):
 
 def _invalid_launch(minimum, maximum, memory):
     try:
-        _check_memory_limit(memory.strip() or "auto")
+        check_local_capacity(maximum, 1, _check_memory_limit(memory.strip() or "auto"))
     except (ValueError, TypeError):
         return True
     return minimum > maximum
@@ -42,7 +42,9 @@ def panel():
 @given(
     minimum=st.integers(-10, 1000),
     maximum=st.integers(-10, 1000),
-    memory=st.sampled_from(["auto", "", "-1GB", "lots", "0", "1e400", "2GiB", "512 MB"])
+    memory=st.sampled_from(
+        ["auto", "", "-1GB", "lots", "0", "1e400", "2GiB", "512 MB", "1kB", "100 TiB"]
+    )
     | st.text(max_size=6),
 )
 def test_an_invalid_launch_is_one_sentence_and_starts_nothing(panel, minimum, maximum, memory):
