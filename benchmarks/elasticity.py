@@ -357,9 +357,10 @@ def main(argv=None):
     parser.add_argument(
         "--start-method",
         choices=("spawn", "forkserver"),
-        default="spawn",
-        help="how worker processes start (distributed.worker.multiprocessing-method); spawn is "
-        "distributed's default, forkserver starts workers from a preloaded process",
+        default="forkserver",
+        help="how worker processes start (distributed.worker.multiprocessing-method); "
+        "forkserver (what ElasticCluster uses where it can) forks them from a preloaded "
+        "process, spawn (distributed's default) starts each from scratch",
     )
     parser.add_argument(
         "--table", action="store_true", help="print the table of the runs in --out and exit"

@@ -35,6 +35,7 @@ never scales down until the lease ends.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import threading
@@ -72,6 +73,9 @@ class ActivityRecorder(SchedulerPlugin):
         ``(time, total threads)`` after every worker arrival or departure.
     last_busy : dict
         Worker address → last time it was given or finished a task (or joined).
+    on_busy : list of callables
+        Called with no arguments when a computation is submitted to an idle cluster, so a
+        policy can decide at once instead of at its next interval.
     """
 
     name = "elastic-nb-activity"
@@ -82,6 +86,7 @@ class ActivityRecorder(SchedulerPlugin):
         self.done = deque(maxlen=maxlen)
         self.threads = deque(maxlen=10_000)
         self.last_busy = {}
+        self.on_busy = []
         self.scheduler = None
 
     def attach(self, scheduler):
@@ -110,6 +115,8 @@ class ActivityRecorder(SchedulerPlugin):
         if now_active:
             if self.active == 0:
                 self.busy_starts.append(now)
+                for hook in list(self.on_busy):
+                    hook()
             self.active += 1
             if finish == "processing" and self.scheduler is not None:
                 self._touch_worker(key)
@@ -461,6 +468,9 @@ class TrainingPolicy(ElasticPolicy):
         self._provisional = 0
         self._scale_requested_at = None
         self._measured_startup = None
+        self._wake_up = None  # the adapt() task _wake started, kept from garbage collection
+        if self.cluster is not None:  # measure from the start, so the first run can _wake us
+            self.loop.add_callback(self._ensure_recorder)
 
     # ------------------------------------------------------------ measurement hooks
     def _local_scheduler(self):
@@ -478,8 +488,21 @@ class TrainingPolicy(ElasticPolicy):
             existing = ActivityRecorder()
             scheduler.add_plugin(existing)
         existing.attach(scheduler)
+        existing.on_busy.append(self._wake)
         self.recorder = existing
         return existing
+
+    def _wake(self):
+        """Work arrived on an idle cluster: while a run holds a lease, decide now rather than
+        at the next interval, during which one worker would carry the whole iteration. Runs
+        once the submitting handler has finished, so the whole iteration is seen."""
+        if self.state == "running" and self.leases.active():
+            self._wake_up = asyncio.ensure_future(self.adapt())
+
+    def stop(self, *args, **kwargs):
+        if self.recorder is not None and self._wake in self.recorder.on_busy:
+            self.recorder.on_busy.remove(self._wake)
+        super().stop(*args, **kwargs)
 
     async def scale_up(self, n):
         self._scale_requested_at = time.time()
@@ -599,6 +622,7 @@ class TrainingPolicy(ElasticPolicy):
         }
 
     async def decide(self, now, current):
+        recorder = self._ensure_recorder()  # from the first tick, so _wake can fire
         leases = self.leases.active()
         if not leases:
             self.held, self._provisional, self.model = 0, 0, None
@@ -607,7 +631,6 @@ class TrainingPolicy(ElasticPolicy):
             if ended is not None and n < current:
                 return n, "the training run ended: release the workers it no longer needs"
             return n, "no training run: distributed's adaptive_target"
-        recorder = self._ensure_recorder()
         snap = self._snapshot()
         if recorder is None or snap is None:  # remote scheduler: hold what the backlog asked
             n = await self.scheduler.adaptive_target(target_duration=self.target_duration)

@@ -5,9 +5,10 @@ import time
 
 import psutil
 
-#: multiprocessing's helper: one per interpreter, started with the first worker process and
-#: ended by the interpreter itself at exit. Not something a test leaves behind.
-INTERPRETER_HELPERS = ("multiprocessing.resource_tracker",)
+#: multiprocessing's helpers: one each per interpreter, started with its first worker process
+#: (local workers are forked from the fork server) and ended by the interpreter itself at
+#: exit. Not something a test leaves behind.
+INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
 def _cmdline(process):
@@ -17,12 +18,26 @@ def _cmdline(process):
         return ""
 
 
+def is_interpreter_helper(process):
+    """One of an interpreter's own helpers. A worker forked from the fork server carries the
+    server's command line, but its parent is the fork server."""
+    try:
+        parent = process.parent()
+    except psutil.Error:
+        return False
+    return (
+        any(h in _cmdline(process) for h in INTERPRETER_HELPERS)
+        and parent is not None
+        and "multiprocessing.forkserver" not in _cmdline(parent)
+    )
+
+
 def descendants():
     """Live processes started (directly or not) by this test run."""
     return [
         p
         for p in psutil.Process().children(recursive=True)
-        if p.is_running() and not any(h in _cmdline(p) for h in INTERPRETER_HELPERS)
+        if p.is_running() and not is_interpreter_helper(p)
     ]
 
 

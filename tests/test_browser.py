@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import psutil
 import pytest
-from helpers import CHROMIUM
+from helpers import CHROMIUM, is_interpreter_helper
 from playwright.sync_api import expect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -232,12 +232,12 @@ def _run_new_cell(page, code, expected, timeout=30):
 
 
 def _dask_workers(server_pid):
-    """Dask worker processes of our server: the kernel's `spawn` children (Dask's default
-    distributed.worker.multiprocessing-method)."""
+    """Dask worker processes of our server: the kernel's multiprocessing children (forked
+    from its fork server, or spawned), not the interpreter's own helpers."""
     found = []
     for p in _descendants(server_pid):
         try:
-            if "spawn_main" in " ".join(p.cmdline()):
+            if "multiprocessing" in " ".join(p.cmdline()) and not is_interpreter_helper(p):
                 found.append(p)
         except psutil.NoSuchProcess:
             pass

@@ -2,6 +2,7 @@
 
 import psutil
 import pytest
+from helpers import is_interpreter_helper
 from jupyter_client.manager import start_new_kernel
 
 LAUNCH = """
@@ -32,8 +33,7 @@ def test_the_kernel_going_away_takes_its_cluster_with_it(how):
         workers = [
             p
             for p in kernel.children(recursive=True)
-            if "multiprocessing" in " ".join(p.cmdline())
-            and "resource_tracker" not in " ".join(p.cmdline())
+            if "multiprocessing" in " ".join(p.cmdline()) and not is_interpreter_helper(p)
         ]
         assert len(workers) >= 2  # real worker processes under the kernel
         if how == "panel.close()":

@@ -12,7 +12,7 @@ import weakref
 import psutil
 import pytest
 from distributed import LocalCluster
-from helpers import assert_no_new_worker_processes, worker_pids
+from helpers import assert_no_new_worker_processes, is_interpreter_helper, worker_pids
 
 from elastic_nb import ElasticCluster
 from elastic_nb.cluster import MIN_WORKER_MEMORY, check_local_capacity
@@ -126,11 +126,7 @@ def test_interpreter_exit_closes_a_cluster_nobody_closed(tmp_path):
     script.write_text(EXIT_WITHOUT_CLOSING)
     process = psutil.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "ready"
-    workers = [
-        p
-        for p in process.children(recursive=True)
-        if "resource_tracker" not in " ".join(p.cmdline())
-    ]
+    workers = [p for p in process.children(recursive=True) if not is_interpreter_helper(p)]
     assert len(workers) >= 2
     assert process.wait(timeout=60) == 0
     _, alive = psutil.wait_procs(workers, timeout=30)

@@ -163,6 +163,25 @@ def test_a_worker_killed_during_a_lease_is_replaced(elastic):
     poll(lambda: running(elastic) == 1, timeout=elastic.adaptive.cooldown)
 
 
+def test_a_run_submitting_work_is_answered_at_once_not_at_the_next_interval():
+    """With a 30 s interval only the recorder's wake-up can decide within a second."""
+    with ElasticCluster(minimum=1, maximum=2, policy="training", interval="30s") as cluster:
+        cluster.wait_for_workers(1)
+        targets = []
+        cluster.subscribe(
+            lambda action, **d: targets.append(d["target"]) if action == "target" else None
+        )
+        client = cluster.client
+        with cluster.training(iterations=3):
+            futures = client.map(nap, range(4), seconds=1.0, pure=False)
+            poll(lambda: 2 in targets, timeout=1.0)
+            client.gather(futures)
+        # without a lease, work arriving waits for the interval as distributed's does
+        targets.clear()
+        client.gather(client.map(nap, range(4), seconds=0.5, pure=False))
+        assert targets == []
+
+
 def _getpid():
     import os
 
