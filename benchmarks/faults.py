@@ -92,9 +92,11 @@ def disturbed_trials(cluster, X, y, reference, iterations, trials, rng, disturb,
     return results
 
 
-def kill_random_worker(cluster, rng):
+def kill_random_worker(cluster, rng, killed):
+    """SIGKILL one worker process; remember its address and name in ``killed``."""
     pids = cluster.client.run(os.getpid)
     address = rng.choice(sorted(pids))
+    killed[:] = [address, cluster.client.scheduler_info()["workers"][address]["name"]]
     os.kill(pids[address], signal.SIGKILL)
     return address
 
@@ -115,21 +117,26 @@ def back_to_two(cluster):
     return True
 
 
-def replaced_by_nanny(cluster, timeout=120):
-    """Wait for the killed worker's nanny to start a new one; if it has not within
-    ``timeout``, say so and replace it through the cluster manager."""
-    try:
-        cluster.wait_for_workers(2, timeout=timeout)
-        return True
-    except TimeoutError:
-        print(
-            "  the nanny did not replace the worker; replacing it by scaling 1 -> 2",
-            file=sys.stderr,
-            flush=True,
-        )
-        cluster.scale(1)
-        back_to_two(cluster)
-        return False
+def replaced_by_nanny(cluster, killed, timeout=120):
+    """Wait for the killed worker's nanny to start a new one (same name, new address, the
+    nanny still part of the cluster); if it has not within ``timeout``, say so and replace
+    it through the cluster manager."""
+    address, name = killed
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = cluster.client.scheduler_info()["workers"]
+        back = any(w["name"] == name and a != address for a, w in workers.items())
+        if back and len(workers) == 2 and name in cluster.cluster.workers:
+            return True
+        time.sleep(0.05)
+    print(
+        "  the nanny did not replace the worker; replacing it by scaling 1 -> 2",
+        file=sys.stderr,
+        flush=True,
+    )
+    cluster.scale(1)
+    back_to_two(cluster)
+    return False
 
 
 def summarize(results, undisturbed_seconds):
@@ -202,6 +209,7 @@ def main(argv=None):
         undisturbed_seconds = statistics.median(undisturbed)
         print(f"undisturbed fit: {undisturbed_seconds:.2f} s", flush=True)
         print("kill trials:", flush=True)
+        killed = []  # [address, name] of the last worker killed
         kill = disturbed_trials(
             cluster,
             X,
@@ -210,8 +218,8 @@ def main(argv=None):
             args.iterations,
             args.trials,
             rng,
-            lambda: kill_random_worker(cluster, rng),
-            lambda: replaced_by_nanny(cluster),
+            lambda: kill_random_worker(cluster, rng, killed),
+            lambda: replaced_by_nanny(cluster, killed),
         )
         print("scale-down trials:", flush=True)
         shrink = disturbed_trials(

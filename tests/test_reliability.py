@@ -170,3 +170,33 @@ def test_a_worker_retired_mid_fit_changes_nothing(cluster):
     np.testing.assert_array_equal(disturbed.coef_, undisturbed.coef_)
     cluster.scale(2)
     cluster.wait_for_workers(2)
+
+
+def test_a_worker_killed_again_while_its_nanny_restarts_it_comes_back():
+    """distributed closes a Nanny 'lost-worker-timeout' after its worker died unless a worker
+    of that name is back; killing each replacement as soon as it registers lands such stale
+    timers inside restarts. The fixed-size cluster must still end at full width."""
+    from elastic_nb import ElasticCluster
+
+    with (
+        dask.config.set({"distributed.deploy.lost-worker-timeout": "0.5s"}),
+        ElasticCluster(minimum=1, maximum=1) as elastic,
+    ):
+        elastic.scale(1)  # fixed size: no adaptive loop to paper over a closed Nanny
+        elastic.wait_for_workers(1)
+        client = elastic.client
+
+        def pids():
+            return set(client.run(os.getpid, on_error="ignore").values())
+
+        for _ in range(8):
+            (pid,) = pids()
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while pid in pids() or not pids():
+                assert time.monotonic() < deadline, "the killed worker was never replaced"
+                time.sleep(0.02)
+        time.sleep(1.5)  # every timer armed above has fired
+        elastic.wait_for_workers(1, timeout=30)
+        assert len(elastic.cluster.workers) == 1
+        assert client.submit(sum, [1, 2]).result(timeout=30) == 3
