@@ -139,7 +139,7 @@ class _LocalCluster(LocalCluster):
     the Nanny started dies as well and the first timer fires while the Nanny restarts it
     again, a healthy Nanny is closed, and a fixed-size cluster stays one worker short for
     good (2 kills in 20 in ``benchmarks/faults.py``). Here a Nanny is reaped only if it is
-    still on the very worker whose departure armed the timer.
+    still on the very worker whose departure armed the timer and not restarting it.
     """
 
     def _update_worker_status(self, op, msg):
@@ -153,8 +153,9 @@ class _LocalCluster(LocalCluster):
                 info["name"] == name for info in self.scheduler_info["workers"].values()
             ):
                 return  # closed already, or a worker of that name is back
-            if nanny.status == Status.running and nanny.worker_address != msg:
-                return  # it has started a newer worker since `msg` left: a stale timer
+            restarting = getattr(nanny.process, "status", None) == Status.starting
+            if nanny.status == Status.running and (nanny.worker_address != msg or restarting):
+                return  # it has started, or is starting, a newer worker: a stale timer
             self._futures.add(asyncio.ensure_future(nanny.close()))
             del self.workers[name]
 

@@ -172,6 +172,7 @@ def test_a_worker_retired_mid_fit_changes_nothing(cluster):
     cluster.wait_for_workers(2)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_again_while_its_nanny_restarts_it_comes_back():
     """distributed closes a Nanny 'lost-worker-timeout' after its worker died unless a worker
     of that name is back; killing each replacement as soon as it registers lands such stale
