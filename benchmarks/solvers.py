@@ -6,8 +6,9 @@ workers; the JSON records the BLAS threads actually seen there). Data are genera
 workers by :mod:`elastic_nb.datasets` and persisted; the numpy and scikit-learn references run
 in this (client) process on a gathered copy of the same data with ONE BLAS thread
 (``threadpoolctl``) unless the label says otherwise. Within a case the methods are timed
-interleaved (repeat r runs every method once), and the median and min of the repeats are
-reported.
+interleaved (repeat r runs every method once, with a pause before each call so that what
+ran before, such as spinning BLAS threads, is not billed to it), and the median and min of
+the repeats are reported.
 
 Run from the repository root::
 
@@ -116,9 +117,15 @@ class CpuProbe:
 CPU_PROBE = None
 
 
+#: Pause before every timed call, outside the timing: after a multi-threaded call (the
+#: 2-thread numpy references, numpy.linalg.lstsq) OpenBLAS threads spin for about 0.1 s,
+#: and would take a core from whatever is timed next (measured: +30 ms on a 120 ms gradient).
+SETTLE_SECONDS = 0.3
+
+
 def measure(methods: dict, repeats: int):
     """Time every callable ``repeats`` times, interleaved (repeat r runs each method once),
-    with the CPU seconds each process spent meanwhile.
+    with the CPU seconds each process spent meanwhile, after a pause of SETTLE_SECONDS.
 
     Returns ``({name: summary}, {name: last result})``.
     """
@@ -127,6 +134,7 @@ def measure(methods: dict, repeats: int):
     results = {}
     for _ in range(repeats):
         for name, fn in methods.items():
+            time.sleep(SETTLE_SECONDS)
             before = CPU_PROBE() if CPU_PROBE else None
             start = time.perf_counter()
             results[name] = fn()
@@ -296,6 +304,11 @@ def compute_floor(client, kernel, X, y):
     y_keys = [f.key for f in solvers.persisted_futures(y)]
     per_worker = client.run(_local_kernel_seconds, kernel=kernel, x_keys=x_keys, y_keys=y_keys)
     return max(r["seconds"] for r in per_worker.values())
+
+
+def summed_kernel(kernel):
+    """A per-row-block kernel applied as the reducers apply it: in sub-blocks, summed."""
+    return partial(solvers.chunk_sum, kernel)
 
 
 def add_floor(b, timings, label, kernel, X, y, repeats=None):
@@ -541,7 +554,8 @@ def case_exact(b: Bench) -> dict:
     # elastic_nb and numpy first: dask's own graphs may move chunks (work stealing), and
     # what they move stays moved for whatever runs next
     timings, results = measure(fast, a.repeats)
-    add_floor(b, timings, "Gram kernel", getattr(solvers, "_gram_kernel", None), X, y)
+    gram_kernel = getattr(solvers, "_gram_kernel", None)
+    add_floor(b, timings, "Gram kernel", gram_kernel and summed_kernel(gram_kernel), X, y)
     graphs = {
         "dask plain blockwise Gram X^T X": lambda: plain_dask_gram(X),
         "dask.array (X.T @ X).compute()": lambda: (X.T @ X).compute(),
@@ -658,10 +672,10 @@ def case_tsqr(b: Bench) -> dict:
     }
     timings, results = measure(methods, a.repeats)
     placement = b.check_regression("end_of_tsqr")
-    chunk_qr = getattr(solvers, "_chunk_qr", None)
-    if chunk_qr is not None:
+    chunk_r = getattr(solvers, "_chunk_r", None)
+    if chunk_r is not None:
         shift = np.zeros(a.cols + 1)
-        add_floor(b, timings, "TSQR chunk kernel", partial(chunk_qr, shift), X, y)
+        add_floor(b, timings, "TSQR chunk kernel", partial(chunk_r, shift), X, y)
     t_normal = timings["elastic_nb LinearRegression(solver='normal')"]["median_s"]
     t_tsqr = timings["elastic_nb LinearRegression(solver='tsqr')"]["median_s"]
     agreement = max_error(
@@ -770,7 +784,7 @@ def case_gradient(b: Bench) -> dict:
     }
     timings, results = measure(methods, a.gradient_repeats)
     kernel = partial(solvers.SQUARED.kernel, theta[:-1], theta[-1])
-    add_floor(b, timings, "squared-loss kernel", kernel, X, y, a.gradient_repeats)
+    add_floor(b, timings, "squared-loss kernel", summed_kernel(kernel), X, y, a.gradient_repeats)
     placement = {"during_elastic_nb_and_numpy": chunks_per_worker(b.client, [X, y])}
     graphs = {  # after ours: graphs may move chunks (see case_exact)
         "elastic_nb linear_loss_grad, dask graph (blockwise)": lambda: solvers.linear_loss_grad(
@@ -1198,7 +1212,8 @@ def main(argv=None) -> int:
             "worker_blas_threads": 1,
             "numpy_references": "client process, gathered copy of the same data, "
             "threadpoolctl limits as labelled (default 1 BLAS thread)",
-            "timing": "interleaved repeats; median and min",
+            "timing": f"interleaved repeats, {SETTLE_SECONDS} s pause before each call; "
+            "median and min",
             "coef_error": "max |coef - numpy.linalg.lstsq([X, 1], y, rcond=-1) coef|",
         },
         "loadavg_start": loadavg(),

@@ -269,12 +269,14 @@ class _ChunkedEstimator(BaseEstimator):
         return validate_data(self, X, reset=False, dtype=np.float64)
 
     def _first_pass(self, X, y):
-        """What every iterative fit starts with: the moments of X and y (and the proof that
-        they are finite), y placed where X is, and the reducer for the iterations."""
-        moments = solvers.moments(X, y)
-        _require_finite(moments, X, y)
+        """What every iterative fit starts with: y placed where X is, the reducer for the
+        iterations, and through it the moments of X and y (and the proof that they are
+        finite)."""
         y = _persisted_like(X, y)
-        return moments, y, solvers.make_reducer(X, y)
+        reducer = solvers.make_reducer(X, y)
+        moments = solvers.moments(X, y, reducer)
+        _require_finite(moments, X, y)
+        return moments, y, reducer
 
     def _progress(self, X):
         return _Progress(self.callback, isinstance(X, da.Array), int(X.shape[0]))
@@ -422,6 +424,7 @@ class LinearRegression(RegressorMixin, _ChunkedEstimator):
         X, y = self._validate_Xy(X, y)
         progress = self._progress(X)
         checkpointer = _Checkpointer(self, checkpoint, checkpoint_every, resume, X, progress)
+        y = _persisted_like(X, y)  # X's passes (exact ones too) then run per worker
         solver = self.solver
         if solver in ("auto", "normal"):
             solver = self._fit_normal(X, y, alpha, progress)

@@ -3,13 +3,15 @@
 Data enter only through a *reducer*: a kernel maps one row block ``(x, y)`` to a small
 1-D vector of sums, and the vectors are added up in a fixed order over chunk indices.
 That is "map per shard, aggregate" done exactly, and the fixed order makes results
-independent of which worker computed which chunk.
+independent of which worker computed which chunk. (TSQR maps each chunk to its R factor
+instead, and merges those on the client, again in chunk order.)
 
 - :func:`blockwise_sum` builds a dask graph (a tree reduction) — for one-pass statistics
   on data that may not fit in memory.
-- :func:`make_reducer` returns the per-iteration reducer used by the optimizers: on data
-  persisted on a distributed cluster it submits one task per worker (over the chunks that
-  worker holds) instead of a task per chunk, which is what makes small iterations cheap.
+- :func:`make_reducer` returns the reducer used by the fits: on data persisted on a
+  distributed cluster it submits one task per worker (over the chunks that worker holds,
+  gathered once into a single future) instead of a task per chunk, which is what makes
+  small iterations cheap.
 
 The rest is shaped as in dask-glm: loss *families* (squared, logistic, MLP) give a
 per-chunk kernel ``[loss_sum, n, gradient...]``; *optimizers* (gradient descent, SGD,
@@ -19,6 +21,7 @@ estimators in :mod:`elastic_nb.models` call these and report through a callback.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections import defaultdict
 from functools import partial
@@ -41,38 +44,105 @@ GRAM_CONDITION_LIMIT = 1e10
 
 
 # ------------------------------------------------------------------------ reducers
-def _stacked(kernel, x, y):
-    return kernel(x, y.reshape(-1))[None, :]
+#: Rows of the sub-blocks a kernel is applied to within a chunk. A block of up to ~32
+#: features (2 MiB) stays in cache, so a kernel's second pass over it (Xᵀr after r = Xw - y,
+#: say) reads cache, not memory; and a column of it (64 KiB) is below glibc's mmap threshold,
+#: so per-block temporaries reuse heap memory instead of faulting in fresh pages each time.
+BLOCK_ROWS = 8192
 
 
-def blockwise_sum(kernel, X, y, size: int) -> np.ndarray:
-    """Sum ``kernel(x_i, y_i)`` (a length-``size`` vector) over the row blocks of X, y."""
-    if isinstance(X, np.ndarray):
-        return kernel(X, y)
-    partials = da.map_blocks(
+def _row_slices(n_rows: int, step: int):
+    """Consecutive slices of ``step`` rows covering ``n_rows`` rows (at least one slice)."""
+    return [slice(start, min(start + step, n_rows)) for start in range(0, max(n_rows, 1), step)]
+
+
+def chunk_sum(kernel, x, y) -> np.ndarray:
+    """``kernel(x, y)`` of one row block, as the sum of the kernel over its sub-blocks (in
+    order): kernels return sums, so splitting the rows changes only the cache traffic."""
+    blocks = iter(_row_slices(x.shape[0], BLOCK_ROWS))
+    first = next(blocks)
+    total = kernel(x[first], y[first])
+    for rows in blocks:
+        total = total + kernel(x[rows], y[rows])
+    return total
+
+
+def _aligned(a):
+    """``a``, or an aligned copy of it if a transfer between processes left it misaligned:
+    numpy then computes a matrix product with its own loops instead of BLAS, which round
+    differently, and the same chunk would give other bits on another worker."""
+    return a if a.flags.aligned else a.copy()
+
+
+def _stacked(fn, x, y):
+    return fn(_aligned(x), _aligned(y.reshape(-1)))[None, :]
+
+
+def _per_chunk_array(fn, X, y, size: int):
+    """The dask array whose row i is ``fn(x_i, y_i)``, a length-``size`` vector."""
+    return da.map_blocks(
         _stacked,
-        kernel,
+        fn,
         X,
         y[:, None],
         chunks=((1,) * X.numblocks[0], (size,)),
         dtype=np.float64,
         meta=np.empty((0, 0)),
     )
+
+
+def blockwise_sum(kernel, X, y, size: int) -> np.ndarray:
+    """Sum ``kernel(x_i, y_i)`` (a length-``size`` vector) over the row blocks of X, y."""
+    if isinstance(X, np.ndarray):
+        return chunk_sum(kernel, X, y)
+    partials = _per_chunk_array(partial(chunk_sum, kernel), X, y, size)
     return np.asarray(partials.sum(axis=0, split_every=SPLIT_EVERY).compute())
 
 
-def _kernel_per_chunk(kernel, xs, ys):
-    return np.stack([kernel(x, y) for x, y in zip(xs, ys, strict=True)])
+class ChunkGroup:
+    """Row blocks ``(x, y)`` of one worker as a single object: a task over them then
+    depends on one future, not two per chunk, which is most of what a small iteration
+    costs. To dask it weighs only itself: the arrays belong to the chunk futures, and
+    counting them twice would make the worker spill."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs):
+        self.pairs = tuple(pairs)
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, index):
+        return self.pairs[index]
+
+
+def _per_chunk(fn, pairs, positions=None):
+    """``fn(x, y)`` for each ``(x, y)`` of ``pairs`` (those at ``positions``), stacked."""
+    chosen = pairs if positions is None else [pairs[k] for k in positions]
+    return np.stack([fn(_aligned(x), _aligned(y)) for x, y in chosen])
 
 
 #: Data one per-iteration task reads at most: few tasks for small data (low overhead per
 #: iteration), enough tasks for large data that the scheduler and the scaling policy see
 #: the parallelism there is.
 TASK_BYTES = 64 * 2**20
+#: Seconds between looks at where the chunks are (a scheduler round trip): in between, an
+#: iteration sends the scheduler one message and waits for one answer.
+PLACEMENT_CHECK_SECONDS = 1.0
+
+
+class _Group(NamedTuple):
+    """Chunks that one task per iteration reads, and what that task depends on."""
+
+    holder: str | None  # the worker holding them when the group was made
+    chunks: tuple  # chunk indices, ascending
+    handle: object  # a ChunkGroup future, or [(x future, y future)] for a lone chunk
 
 
 class PersistedReducer:
-    """Sums a kernel over the chunks of (X, y) persisted on a distributed cluster.
+    """Sums a kernel (or maps a function) over the chunks of (X, y) persisted on a
+    distributed cluster.
 
     State
     -----
@@ -82,13 +152,17 @@ class PersistedReducer:
     chunk_bytes : list of int
         Size of each row block.
     workers : set of str
-        The workers seen at the last call; when new ones join, the chunks are rebalanced
+        The workers seen at the last look; when new ones join, the chunks are rebalanced
         across all of them (distributed's ``rebalance``), so new workers share the work.
+    groups : list of _Group
+        Per worker, runs of its chunks of at most TASK_BYTES; a run of several chunks is
+        gathered once into a ChunkGroup future on its worker. Made again when, at a look
+        (every PLACEMENT_CHECK_SECONDS, or at once if a group was lost), the chunks or a
+        group are no longer where they were.
 
-    Each call asks the scheduler where the chunks are and submits, per worker, tasks over
-    runs of that worker's chunks of at most TASK_BYTES. The per-chunk vectors come back to
-    the client and are added in chunk order: a fixed order, so the bits of the result do
-    not depend on where anything ran.
+    Each call submits one task per group, in one message. The per-chunk vectors come back
+    to the client and are added in chunk order: a fixed order, so the bits of the result
+    do not depend on where anything ran.
     """
 
     def __init__(self, client, x_futures, y_futures, chunk_bytes):
@@ -97,6 +171,12 @@ class PersistedReducer:
         self.y_futures = y_futures
         self.chunk_bytes = chunk_bytes
         self.workers = set()
+        self.groups = []
+        self._looked_at = -np.inf
+        # results of earlier calls, released together once per look, just after a call's
+        # tasks went out: the client batches messages every 10 ms, and a release sent just
+        # before a call would hold its tasks back for up to that long
+        self._done = []
 
     @property
     def n_chunks(self) -> int:
@@ -108,48 +188,100 @@ class PersistedReducer:
             self.client.rebalance(self.x_futures + self.y_futures)
         self.workers = workers
 
-    def _groups(self, chunks):
-        where = self.client.who_has([self.x_futures[i] for i in chunks])
-        by_holder = defaultdict(list)
-        for i in chunks:
-            holders = sorted(where.get(self.x_futures[i].key, ()))
-            by_holder[holders[0] if holders else None].append(i)
-        groups = []
-        for members in by_holder.values():
-            group, size = [], 0
+    def _layout(self, where) -> list:
+        """(holder, chunks) runs: each chunk goes to the least loaded so far (in bytes) of
+        the workers holding both its x and y (else its x; None if lost), and each worker's
+        chunks are cut into runs of at most TASK_BYTES."""
+        by_holder, load = defaultdict(list), defaultdict(int)
+        for i, (x, y) in enumerate(zip(self.x_futures, self.y_futures, strict=True)):
+            x_at, y_at = set(where.get(x.key, ())), set(where.get(y.key, ()))
+            holder = min(sorted(x_at & y_at or x_at) or [None], key=load.__getitem__)
+            load[holder] += self.chunk_bytes[i]
+            by_holder[holder].append(i)
+        runs = []
+        for holder, members in by_holder.items():
+            run, size = [], 0
             for i in members:
-                if group and size + self.chunk_bytes[i] > TASK_BYTES:
-                    groups.append(group)
-                    group, size = [], 0
-                group.append(i)
+                if run and size + self.chunk_bytes[i] > TASK_BYTES:
+                    runs.append((holder, tuple(run)))
+                    run, size = [], 0
+                run.append(i)
                 size += self.chunk_bytes[i]
-            groups.append(group)
-        return groups
+            runs.append((holder, tuple(run)))
+        return runs
+
+    def _group(self, holder, chunks) -> _Group:
+        pairs = [(self.x_futures[i], self.y_futures[i]) for i in chunks]
+        if len(pairs) > 1:  # a lone chunk is its own futures: the scheduler sees its size
+            pairs = self.client.submit(ChunkGroup, pairs, pure=False)
+        return _Group(holder, chunks, pairs)
+
+    def _in_place(self, where, layout) -> bool:
+        """Whether the groups still match ``layout`` and each group future is on its
+        holder only (a stolen task leaves a copy of its group behind)."""
+        if [(g.holder, g.chunks) for g in self.groups] != layout:
+            return False
+        futures = [g for g in self.groups if len(g.chunks) > 1]
+        return all(set(where.get(g.handle.key, ())) <= {g.holder} for g in futures)
+
+    def _look(self):
+        """Where the chunks are now; groups made again if they moved."""
+        from distributed import wait
+
+        self._looked_at = time.monotonic()
+        self._rebalance_if_grown()
+        wait(self.x_futures + self.y_futures)  # a chunk still being made has no place yet
+        handles = [g.handle for g in self.groups if len(g.chunks) > 1]
+        where = self.client.who_has(self.x_futures + self.y_futures + handles)
+        layout = self._layout(where)
+        if not self._in_place(where, layout):
+            self.groups = [self._group(holder, chunks) for holder, chunks in layout]
+
+    def _lost_a_group(self) -> bool:
+        return any(
+            g.handle.status in ("error", "lost", "cancelled")
+            for g in self.groups
+            if len(g.chunks) > 1
+        )
+
+    def map_chunks(self, fn, size: int, chunks=None) -> np.ndarray:
+        """Rows ``fn(x_i, y_i)`` (length ``size``) of the chunks i in ``chunks`` (all by
+        default), in that order."""
+        chunks = range(self.n_chunks) if chunks is None else chunks
+        look = time.monotonic() - self._looked_at > PLACEMENT_CHECK_SECONDS
+        if look or self._lost_a_group():
+            self._look()
+        wanted = set(chunks)
+        jobs = []
+        for group in self.groups:
+            positions = [k for k, i in enumerate(group.chunks) if i in wanted]
+            if positions:
+                whole = len(positions) == len(group.chunks)
+                jobs.append((group, None if whole else positions))
+        # no worker restrictions: the scheduler places each task where its data are
+        tasks = self.client.map(
+            partial(_per_chunk, fn),
+            [group.handle for group, _ in jobs],
+            [positions for _, positions in jobs],
+            pure=False,
+        )
+        if look:
+            self._done.clear()
+        rows = {}
+        for (group, positions), result in zip(jobs, self.client.gather(tasks), strict=True):
+            indices = group.chunks if positions is None else [group.chunks[k] for k in positions]
+            rows.update(zip(indices, result, strict=True))
+        self._done.extend(tasks)
+        return np.stack([rows[i] for i in chunks])
 
     def __call__(self, kernel, size: int, chunks=None) -> np.ndarray:
-        chunks = range(self.n_chunks) if chunks is None else chunks
-        self._rebalance_if_grown()
-        groups = self._groups(chunks)
-        # no worker restrictions: the scheduler places each task where its chunks are,
-        # and may move it to an idle worker
-        tasks = [
-            self.client.submit(
-                _kernel_per_chunk,
-                kernel,
-                [self.x_futures[i] for i in group],
-                [self.y_futures[i] for i in group],
-                pure=False,
-            )
-            for group in groups
-        ]
-        rows = {}
-        for group, result in zip(groups, self.client.gather(tasks), strict=True):
-            rows.update(zip(group, result, strict=True))
-        return np.stack([rows[i] for i in chunks]).sum(axis=0)
+        """Sum of ``kernel`` over the chunks (all, or those in ``chunks``), in chunk order."""
+        return self.map_chunks(partial(chunk_sum, kernel), size, chunks).sum(axis=0)
 
 
 class GraphReducer:
-    """Sums a kernel over the chunks of (X, y) with a dask graph (any scheduler)."""
+    """Sums a kernel (or maps a function) over the chunks of (X, y) with a dask graph (any
+    scheduler)."""
 
     def __init__(self, X, y):
         self.X, self.y = X, y
@@ -158,11 +290,22 @@ class GraphReducer:
     def n_chunks(self) -> int:
         return 1 if isinstance(self.X, np.ndarray) else self.X.numblocks[0]
 
-    def __call__(self, kernel, size: int, chunks=None) -> np.ndarray:
+    def _blocks(self, chunks):
         if chunks is None or isinstance(self.X, np.ndarray):
-            return blockwise_sum(kernel, self.X, self.y, size)
+            return self.X, self.y
         chunks = list(chunks)
-        return blockwise_sum(kernel, self.X.blocks[chunks], self.y.blocks[chunks], size)
+        return self.X.blocks[chunks], self.y.blocks[chunks]
+
+    def map_chunks(self, fn, size: int, chunks=None) -> np.ndarray:
+        """As :meth:`PersistedReducer.map_chunks` (numpy data are one chunk)."""
+        X, y = self._blocks(chunks)
+        if isinstance(X, np.ndarray):
+            return fn(X, y)[None, :]
+        return np.asarray(_per_chunk_array(fn, X, y, size).compute())
+
+    def __call__(self, kernel, size: int, chunks=None) -> np.ndarray:
+        """Sum of ``kernel`` over the chunks, tree-summed on the workers."""
+        return blockwise_sum(kernel, *self._blocks(chunks), size)
 
 
 def persisted_futures(array):
@@ -202,13 +345,14 @@ class Gram(NamedTuple):
 
 def _gram_kernel(x, y):
     n = x.shape[0]
-    return np.concatenate([(x.T @ x).ravel(), x.T @ y, x.sum(axis=0), [n, y.sum(), y @ y]])
+    column_sums = np.ones(n) @ x  # BLAS; x.sum(axis=0) is several times slower
+    return np.concatenate([(x.T @ x).ravel(), x.T @ y, column_sums, [n, y.sum(), y @ y]])
 
 
 def gram(X, y) -> Gram:
-    """One pass: per chunk X_i^T X_i, X_i^T y_i and sums, tree-summed."""
+    """One pass: per chunk X_i^T X_i, X_i^T y_i and sums, added in chunk order."""
     p = X.shape[1]
-    flat = blockwise_sum(_gram_kernel, X, y, size=p * p + 2 * p + 3)
+    flat = make_reducer(X, y)(_gram_kernel, size=p * p + 2 * p + 3)
     xtx = flat[: p * p].reshape(p, p)
     xty, xsum = flat[p * p : p * p + p], flat[p * p + p : p * p + 2 * p]
     n, ysum, yty = flat[-3:]
@@ -278,6 +422,62 @@ def _r_factor(z):
     return r if r.shape[0] == k else np.vstack([r, np.zeros((k - r.shape[0], k))])
 
 
+def _merge_r(*rs):
+    """R of the rows stacked under one another, from their R factors (TSQR's step)."""
+    return _r_factor(np.vstack(rs))
+
+
+def _fill_design(z, shift, x, y):
+    """z ← [1 | x - shift | y - shift], or [x | y] when ``shift`` is None."""
+    lead = 0 if shift is None else 1
+    z[:, lead:-1], z[:, -1] = x, y
+    if shift is not None:
+        if shift.any():
+            z[:, 1:] -= shift
+        z[:, 0] = 1.0
+
+
+#: Rows of the blocks QR'd one by one within a chunk: a Householder sweep reads its block
+#: once per column, so the block (0.5 MiB for 32 features) must stay in a core's cache.
+QR_BLOCK_ROWS = 2048
+#: Columns per panel of LAPACK's blocked triangular-pentagonal QR (dtpqrt); measured best.
+QR_PANEL = 8
+
+
+def _chunk_r(shift, x, y):
+    """R of one chunk's design, one block of QR_BLOCK_ROWS at a time: the R so far and the
+    next block are QR'd together (TSQR within the chunk; LAPACK's dtpqrt exploits the
+    triangle). Blocks are copied into one reused Fortran-order buffer: LAPACK's order, and
+    fresh memory for every block would cost a page fault per 4 KiB."""
+    n, k = x.shape[0], x.shape[1] + (1 if shift is None else 2)
+    r, panel = np.zeros((k, k), order="F"), min(QR_PANEL, k)
+    buffer = np.empty((min(n, QR_BLOCK_ROWS), k), order="F")
+    for start in range(0, n, QR_BLOCK_ROWS):
+        rows = slice(start, min(start + QR_BLOCK_ROWS, n))
+        block = buffer[: rows.stop - start]
+        _fill_design(block, shift, x[rows], y[rows])
+        r = scipy.linalg.lapack.dtpqrt(0, panel, r, block, overwrite_a=1, overwrite_b=1)[0]
+    return np.triu(r)
+
+
+#: Rows whose mean a chunk subtracts from all its rows before the QR.
+SHIFT_ROWS = 1024
+
+
+def _chunk_qr(fit_intercept: bool, x, y):
+    """[shift, R] of one chunk, flat (just R without an intercept). The QR centres through
+    its column of ones, which cancels digits in a column whose mean exceeds its spread; if
+    one does in the chunk's first SHIFT_ROWS rows, their mean is subtracted first (a pass
+    over the data that buys nothing otherwise, so the shift is then zero)."""
+    if not fit_intercept:
+        return _chunk_r(None, x, y).ravel()
+    head = np.column_stack([x[:SHIFT_ROWS], y[:SHIFT_ROWS]])
+    shift = np.zeros(head.shape[1])
+    if len(head) and np.any(np.abs(head.mean(axis=0)) > head.std(axis=0)):
+        shift = head.mean(axis=0)
+    return np.concatenate([shift, _chunk_r(shift, x, y).ravel()])
+
+
 class QRPart(NamedTuple):
     """Rows, column means and the R factor of the (centred) block [X | y]."""
 
@@ -286,59 +486,25 @@ class QRPart(NamedTuple):
     r: np.ndarray
 
 
-def _chunk_qr(shift, x, y):
-    """QRPart of one chunk; ``shift`` (None: no centring) is subtracted from every chunk
-    first, so that chunk means are small and their differences exact."""
-    z = np.column_stack([x, y])
-    if shift is None:
-        return QRPart(float(z.shape[0]), np.zeros(z.shape[1]), _r_factor(z))
-    z -= shift
-    mean = z.mean(axis=0)
-    return QRPart(float(z.shape[0]), mean, _r_factor(z - mean))
-
-
-def _merge_qr(*parts):
-    """Centred R of the union of blocks, without forming any XᵀX.
-
-    The union's scatter is Σ Sᵢ + Σ nᵢ (μᵢ − μ)(μᵢ − μ)ᵀ, so its R is the R of the stacked
-    [Rᵢ ; √nᵢ (μᵢ − μ)] — the QR form of Chan's parallel variance update.
-    """
-    n = sum(part.n for part in parts)
-    mean = sum(part.n * part.mean for part in parts) / n
-    rows = [part.r for part in parts] + [np.sqrt(part.n) * (part.mean - mean) for part in parts]
-    return QRPart(n, mean, _r_factor(np.vstack(rows)))
-
-
-#: Rows whose mean is the common shift of every chunk before centring.
-SHIFT_ROWS = 1024
-
-
 def tsqr(X, y, fit_intercept: bool) -> QRPart:
-    """Tall-and-skinny QR of [X | y], centred when fitting an intercept: one R per chunk,
-    merged in a fixed tree. Q is never formed; the data are read once (plus the first
-    SHIFT_ROWS rows, whose mean is subtracted from all chunks: merging centred chunks then
-    adds small, exactly computed mean differences instead of cancelling large means)."""
-    shift = None
-    if fit_intercept:
-        head = slice(0, min(SHIFT_ROWS, X.shape[0]))
-        x_head, y_head = dask.compute(X[head], y[head])
-        shift = np.append(x_head.mean(axis=0), y_head.mean())
-    if isinstance(X, np.ndarray):
-        return _with_shift(_chunk_qr(shift, X, y), shift)
-    parts = [
-        dask.delayed(_chunk_qr)(shift, xb, yb)
-        for xb, yb in zip(X.to_delayed().ravel(), y.to_delayed().ravel(), strict=True)
-    ]
-    while len(parts) > 1:
-        parts = [
-            dask.delayed(_merge_qr)(*parts[i : i + SPLIT_EVERY])
-            for i in range(0, len(parts), SPLIT_EVERY)
-        ]
-    return _with_shift(parts[0].compute(), shift)
+    """Tall-and-skinny QR of [X | y], centred when fitting an intercept: an R per chunk
+    (one pass over the data, Q never formed), merged on the client in chunk order.
 
-
-def _with_shift(part: QRPart, shift) -> QRPart:
-    return part if shift is None else part._replace(mean=part.mean + shift)
+    Centring is a leading column of ones: the R of [1 | Z] holds ±√n and ±√n·mean(Z) in
+    its first row and the R of the centred Z below it. Chunks shifted differently are
+    brought to the first chunk's shift s before the merge: [1 | Z - s] is
+    [1 | Z - sᵢ]·[[1, sᵢ - s], [0, I]], which changes only the first row of Rᵢ.
+    """
+    k = X.shape[1] + (2 if fit_intercept else 1)
+    lead = k - 1 if fit_intercept else 0
+    rows = make_reducer(X, y).map_chunks(partial(_chunk_qr, fit_intercept), lead + k * k)
+    shifts, rs = rows[:, :lead], rows[:, lead:].reshape(-1, k, k)
+    n = float(X.shape[0])
+    if not fit_intercept:
+        return QRPart(n, np.zeros(k), _merge_r(*rs))
+    rs[:, 0, 1:] += rs[:, 0, :1] * (shifts - shifts[0])
+    r = _merge_r(*rs)
+    return QRPart(n, shifts[0] + r[0, 1:] / r[0, 0], r[1:, 1:])
 
 
 def solve_tsqr(qr: QRPart, fit_intercept: bool, alpha: float = 0.0):
@@ -431,11 +597,12 @@ def with_l2(loss_grad, l2: float, n_features: int):
 def _logistic_newton_kernel(coef, intercept, fit_intercept, x, y):
     z = x @ coef + intercept
     prob = expit(z)
-    error, weight = prob - y, prob * (1.0 - prob)
+    error = prob - y
     design = np.column_stack([x, np.ones(x.shape[0])]) if fit_intercept else x
-    hessian = design.T @ (design * weight[:, None])
+    # Dᵀ diag(w) D as (√w D)ᵀ(√w D): one symmetric product (BLAS syrk), half the flops
+    scaled = design * np.sqrt(prob * (1.0 - prob))[:, None]
     loss = np.sum(np.logaddexp(0.0, z) - y * z)
-    return np.concatenate([[loss, x.shape[0]], design.T @ error, hessian.ravel()])
+    return np.concatenate([[loss, x.shape[0]], design.T @ error, (scaled.T @ scaled).ravel()])
 
 
 def logistic_loss_grad_hess(reduce, n_features, fit_intercept, l2, theta):
@@ -462,9 +629,8 @@ class Scaling(NamedTuple):
 
 
 def _moments_kernel(x, y):
-    return np.concatenate(
-        [x.sum(axis=0), np.einsum("ij,ij->j", x, x), [x.shape[0], y.sum(), y @ y]]
-    )
+    column_sums = np.ones(x.shape[0]) @ x  # BLAS; x.sum(axis=0) is several times slower
+    return np.concatenate([column_sums, np.einsum("ij,ij->j", x, x), [x.shape[0], y.sum(), y @ y]])
 
 
 class Moments(NamedTuple):
@@ -475,10 +641,12 @@ class Moments(NamedTuple):
     y_mean_square: float
 
 
-def moments(X, y) -> Moments:
-    """One pass: means and mean squares of the columns of X and of y."""
+def moments(X, y, reduce=None) -> Moments:
+    """One pass: means and mean squares of the columns of X and of y (through ``reduce``,
+    a reducer of X and y, if given)."""
     p = X.shape[1]
-    sums = blockwise_sum(_moments_kernel, X, y, size=2 * p + 3)
+    reduce = make_reducer(X, y) if reduce is None else reduce
+    sums = reduce(_moments_kernel, size=2 * p + 3)
     n = sums[2 * p]
     return Moments(n, sums[:p] / n, sums[p : 2 * p] / n, sums[-2] / n, sums[-1] / n)
 

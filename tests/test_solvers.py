@@ -1,9 +1,13 @@
-"""Solvers against numpy, on chunked data (dask's threaded scheduler: no cluster needed)."""
+"""Solvers against numpy, on chunked data (dask's threaded scheduler; the per-worker
+reducer on a real cluster)."""
+
+from functools import partial
 
 import dask
 import dask.array as da
 import numpy as np
 import pytest
+from distributed import Future
 
 from elastic_nb import LinearRegression, solvers
 from elastic_nb.datasets import make_regression
@@ -119,3 +123,70 @@ def test_chunked_reduction_is_deterministic_and_matches_numpy():
     Xn = X.compute()
     np.testing.assert_allclose(first.xtx, Xn.T @ Xn, rtol=1e-12)
     assert first.n == 9000
+
+
+def test_kernels_summed_over_sub_blocks_equal_the_kernel_of_the_whole_chunk():
+    rng, rows = np.random.default_rng(2), 2 * solvers.BLOCK_ROWS + 7
+    x, y = rng.standard_normal((rows, 5)), rng.standard_normal(rows)
+    for kernel in (solvers._gram_kernel, solvers._moments_kernel):
+        np.testing.assert_allclose(solvers.chunk_sum(kernel, x, y), kernel(x, y), rtol=1e-12)
+
+
+def test_a_misaligned_chunk_gives_the_same_bits():
+    """A transfer between processes can leave an array misaligned, and numpy's matrix
+    product then rounds differently from BLAS; the reducers compute on an aligned copy."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((10_000, 16)), rng.standard_normal(10_000)
+    raw = np.empty(x.nbytes + 1, dtype=np.uint8)
+    misaligned = np.frombuffer(raw[1:].data, dtype=np.float64).reshape(x.shape)
+    misaligned[...] = x
+    assert not misaligned.flags.aligned
+    kernel = partial(
+        solvers.chunk_sum, partial(solvers.SQUARED.kernel, rng.standard_normal(16), 0.3)
+    )
+    np.testing.assert_array_equal(
+        solvers._per_chunk(kernel, [(misaligned, y)]), solvers._per_chunk(kernel, [(x, y)])
+    )
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_tsqr_merges_chunks_shifted_by_their_own_means(fit_intercept):
+    """Every chunk subtracts the mean of its own first rows; here those differ by 1000s."""
+    rng = np.random.default_rng(4)
+    rows = 10_003
+    X = rng.standard_normal((rows, 4)) + 1000.0 * (np.arange(rows) // 777)[:, None]
+    y = X @ np.array([1.0, -2.0, 0.5, 3.0]) + 7.0 + rng.standard_normal(rows)
+    qr = solvers.tsqr(da.from_array(X, chunks=777), da.from_array(y, chunks=777), fit_intercept)
+    coef, intercept, mse = solvers.solve_tsqr(qr, fit_intercept)
+    expected_coef, expected_intercept = lstsq(X, y, fit_intercept)
+    assert relative_error(coef, expected_coef) < 1e-8
+    assert abs(intercept - expected_intercept) <= 1e-8 * max(1.0, abs(expected_intercept))
+    residual = y - X @ expected_coef - expected_intercept
+    assert mse == pytest.approx(residual @ residual / rows, rel=1e-8)
+
+
+def test_an_empty_chunk_adds_nothing_to_tsqr():
+    x, y = np.empty((0, 3)), np.empty(0)
+    assert not np.any(solvers._chunk_qr(True, x, y)) and not np.any(solvers._chunk_qr(False, x, y))
+
+
+def test_persisted_reducer_reads_each_workers_small_chunks_through_one_future(cluster):
+    client = cluster.client
+    X, y, _ = make_regression(20_000, 3, chunks=1000, bias=1.0)
+    X, y = client.persist([X, y])
+    Xn, yn = client.compute([X, y], sync=True)
+    reducer = solvers.make_reducer(X, y)
+    total = reducer(solvers._moments_kernel, size=9)
+    holders = {g.holder for g in reducer.groups}
+    assert len(reducer.groups) == len(holders) and None not in holders
+    assert all(isinstance(g.handle, Future) for g in reducer.groups)
+    assert sorted(i for g in reducer.groups for i in g.chunks) == list(range(20))
+    np.testing.assert_allclose(total, solvers._moments_kernel(Xn, yn), rtol=1e-12)
+    np.testing.assert_array_equal(reducer(solvers._moments_kernel, size=9), total)
+    some = [2, 7, 19]
+    rows = np.concatenate([np.arange(1000 * i, 1000 * (i + 1)) for i in some])
+    np.testing.assert_allclose(
+        reducer(solvers._moments_kernel, size=9, chunks=some),
+        solvers._moments_kernel(Xn[rows], yn[rows]),
+        rtol=1e-12,
+    )
