@@ -180,14 +180,12 @@ class _LocalCluster(LocalCluster):
         Cluster._update_worker_status(self, op, msg)  # not SpecCluster's unguarded timer
 
 
-def _launch_local(scheduler_port, **kwargs):
+def _launch_local(**kwargs):
     """A LocalCluster of worker processes, or one clear error (distributed has already
     closed whatever it started when it raises)."""
     _prefer_forkserver()
     try:
-        return _LocalCluster(
-            processes=True, scheduler_port=scheduler_port, silence_logs=logging.ERROR, **kwargs
-        )
+        return _LocalCluster(processes=True, silence_logs=logging.ERROR, **kwargs)
     except Exception as err:
         raise RuntimeError(f"could not start the local cluster: {err}") from err
 
