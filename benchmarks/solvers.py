@@ -1160,7 +1160,7 @@ def parse_args(argv=None):
     parser.add_argument("--rows", type=int, help="rows of the main problem (8,000,000)")
     parser.add_argument("--cols", type=int, default=32)
     parser.add_argument("--chunks", type=int, default=16, help="chunks of every problem")
-    parser.add_argument("--repeats", type=int, help="repeats of the fast measurements (3)")
+    parser.add_argument("--repeats", type=int, help="repeats of the fast measurements (5)")
     parser.add_argument("--slow-repeats", type=int, help="repeats of the slow references (1)")
     parser.add_argument("--gradient-repeats", type=int, help="repeats of one gradient (7)")
     parser.add_argument("--tiny-iterations", type=int, help="iterations timed (100)")
@@ -1180,7 +1180,7 @@ def parse_args(argv=None):
     quick = args.quick
     defaults = {
         "rows": 1_000_000 if quick else 8_000_000,
-        "repeats": 2 if quick else 3,
+        "repeats": 2 if quick else 5,
         "slow_repeats": 1,
         "gradient_repeats": 3 if quick else 7,
         "tiny_iterations": 30 if quick else 100,

@@ -588,7 +588,9 @@ class ElasticCluster:
         return self.client is None or self.client.status == "closed"
 
     def close(self, timeout=30):
-        """Close the client, and the cluster too if this object started it."""
+        """Close the client, and the cluster too if this object started it, within
+        ``timeout`` seconds in all (at least 1 s is left for the cluster)."""
+        deadline = time.monotonic() + timeout
         finalizer = getattr(self, "_finalizer", None)
         if finalizer is not None:
             finalizer.detach()
@@ -599,7 +601,6 @@ class ElasticCluster:
         if client is not None:
             client.close(timeout=timeout)
         if self.owns_cluster and getattr(self, "cluster", None) is not None:
-            deadline = time.monotonic() + timeout
             self.cluster.close(timeout=max(1.0, deadline - time.monotonic()))
             self._announce("close", target=0, reason="cluster closed")
 

@@ -359,12 +359,12 @@ class LinearRegression(RegressorMixin, _ChunkedEstimator):
     Parameters
     ----------
     solver : {"auto", "normal", "tsqr", "gd", "sgd", "adam"}
-        ``"normal"``: exact, one pass (per chunk XᵢᵀXᵢ, Xᵢᵀyᵢ, tree-summed, Cholesky on
-        the client). ``"tsqr"``: exact and stable for ill-conditioned X, one pass (R of
-        each chunk's QR, combined in a tree). ``"auto"``: normal, switching to tsqr with a
-        warning when XᵀX is too ill-conditioned. ``"gd"``, ``"sgd"``, ``"adam"``:
-        first-order methods on standardized features, one pass (or mini-batch) per
-        iteration.
+        ``"normal"``: exact, one pass (per chunk XᵢᵀXᵢ, Xᵢᵀyᵢ, summed in chunk order,
+        Cholesky on the client). ``"tsqr"``: exact and stable for ill-conditioned X, one
+        pass (R of each chunk's QR, merged on the client in chunk order). ``"auto"``:
+        normal, switching to tsqr with a warning when XᵀX is too ill-conditioned.
+        ``"gd"``, ``"sgd"``, ``"adam"``: first-order methods on standardized features, one
+        pass (or mini-batch) per iteration.
     fit_intercept : bool
     alpha : float
         L2 penalty as in ``sklearn.linear_model.Ridge``: ||y − Xw||² + alpha·||w||².
@@ -379,7 +379,8 @@ class LinearRegression(RegressorMixin, _ChunkedEstimator):
     random_state : int
         Seeds the mini-batch draws.
     callback : callable or None
-        Called after each iteration with ``{"iteration", "loss", "elapsed", "n_workers"}``;
+        Called after each iteration with ``{"iteration", "loss", "elapsed", "n_workers",
+        "rows"}``;
         raising StopIteration ends the fit early with the current coefficients.
 
     Attributes
@@ -653,11 +654,12 @@ class LogisticRegression(_BinaryClassifier):
         return self
 
     def decision_function(self, X):
+        """Log-odds of the positive class (``classes_[1]``)."""
         X = self._validate_X(X)
         return X @ self.coef_[0] + self.intercept_[0]
 
     def _positive_probability(self, X):
-        scores = X @ self.coef_[0] + self.intercept_[0]
+        scores = self.decision_function(X)
         return scores.map_blocks(expit) if isinstance(scores, da.Array) else expit(scores)
 
 

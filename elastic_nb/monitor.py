@@ -143,10 +143,13 @@ class Monitor:
             self._stop.wait(self.interval)
 
     def stop(self, timeout=5.0):
+        """Stop sampling; :attr:`running` stays true if the thread outlives ``timeout``."""
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        self._thread = None
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        if thread is None or not thread.is_alive():
+            self._thread = None
 
     @property
     def running(self) -> bool:

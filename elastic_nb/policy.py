@@ -203,7 +203,8 @@ class Lease:
         the maximum width; the policy keeps the smallest width within it.
     deadline : float or None
         Alternatively, seconds from now by which the run should finish; the policy keeps the
-        smallest width predicted to make it (the maximum if none does).
+        smallest width predicted to make it (the maximum if none does). Needs
+        ``iterations``: the prediction is iterations left × seconds per iteration.
     name : str or None
 
     State
@@ -219,6 +220,11 @@ class Lease:
         self.iterations = check_int("iterations", iterations, minimum=1, allow_none=True)
         self.slowdown = check_float("slowdown", slowdown, minimum=1.0)
         self.deadline = check_float("deadline", deadline, positive=True, allow_none=True)
+        if self.deadline is not None and self.iterations is None:
+            raise ValueError(
+                "deadline needs iterations=<the run's total>: the policy meets a deadline by "
+                "predicting how long the iterations left take"
+            )
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}")
         self.name = name or f"lease-{id(self):x}"
@@ -446,7 +452,7 @@ class TrainingPolicy(ElasticPolicy):
         The scheduler plugin measuring iterations (None on a remote scheduler).
     model : dict or None
         The last fitted pace model: ``tasks`` per iteration, ``task_seconds``, ``pause``,
-        ``overhead``, ``threads_per_worker`` and the predicted seconds per iteration by width.
+        ``overhead`` and ``threads_per_worker`` (see :meth:`fit_model` for the prediction).
     held : int
         The width held for the current lease(s); increases at once, decreases only by the
         rules above.
@@ -617,7 +623,6 @@ class TrainingPolicy(ElasticPolicy):
         nthreads = [ws.nthreads for ws in scheduler.workers.values()]
         return {
             "backlog": backlog,
-            "workers": list(scheduler.workers),
             "threads_per_worker": max(1, round(sum(nthreads) / len(nthreads))) if nthreads else 1,
         }
 

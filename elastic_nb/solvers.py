@@ -671,14 +671,6 @@ def to_original(theta_s, scaling: Scaling, fit_intercept: bool) -> np.ndarray:
     return np.append(coef, theta_s[-1] - scaling.shift @ coef)
 
 
-def to_standardized(theta, scaling: Scaling, fit_intercept: bool) -> np.ndarray:
-    """Inverse of :func:`to_original`."""
-    coef = theta[: len(scaling.scale)]
-    if not fit_intercept:
-        return coef * scaling.scale
-    return np.append(coef * scaling.scale, theta[-1] + scaling.shift @ coef)
-
-
 def standardized(loss_grad, scaling: Scaling, fit_intercept: bool):
     """``loss_grad`` seen in coordinates where the features are standardized.
 

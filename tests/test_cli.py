@@ -46,6 +46,7 @@ def test_demo_writes_report_and_event_stream(tmp_path):
     [
         (["--rows", "-3"], "expected a number >= 1"),
         (["--rows", "ten"], "expected a whole number"),
+        (["--minimum", "-1"], "expected a number >= 0"),
         (["--rows", "10", "--chunk-rows", "20"], "--chunk-rows (20) must be <= --rows (10)"),
         (["--minimum", "3", "--maximum", "1"], "--maximum (1) must be >= --minimum (3)"),
         (["--solver", "magic"], "invalid choice"),

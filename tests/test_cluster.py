@@ -67,6 +67,12 @@ def test_scale_fixes_the_size_and_adapt_resumes(cluster):
     wait_for_width(cluster, 2)
     actions = [action for action, _ in cluster.decisions]
     assert actions[-2:] == ["scale", "scale"]
+    cluster.adapt()
+    assert isinstance(cluster.adaptive, cluster.policy)
+    assert cluster.decisions[-1][0] == "adapt"
+    wait_for_width(cluster, 2)  # the module's cluster adapts between 2 and 2
+    cluster.scale(2)  # fixed again, as the other tests expect
+    assert cluster.adaptive is None
 
 
 def test_fit_on_the_cluster_equals_the_local_fit(cluster):

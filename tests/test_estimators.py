@@ -8,6 +8,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
+from distributed import get_task_stream
 from sklearn.linear_model import LogisticRegression as SklearnLogistic
 from sklearn.linear_model import Ridge
 from sklearn.metrics import log_loss
@@ -135,6 +136,8 @@ def test_logistic_newton_matches_sklearn(classification, C):
     np.testing.assert_allclose(model.coef_, reference.coef_, atol=1e-3)
     np.testing.assert_allclose(model.intercept_, reference.intercept_, atol=1e-3)
     np.testing.assert_allclose(model.predict_proba(Xn), reference.predict_proba(Xn), atol=1e-4)
+    scores = model.decision_function(da.from_array(Xn, chunks=1100)).compute()
+    np.testing.assert_allclose(scores, reference.decision_function(Xn), atol=1e-2)
 
 
 @pytest.mark.parametrize("solver", ["gd", "adam"])
@@ -283,7 +286,12 @@ def test_per_worker_fast_path_is_exact_and_deterministic(cluster):
 def test_classifier_on_the_cluster_uses_persisted_labels(cluster):
     X, y, _ = datasets.make_classification(20_000, 4, chunks=2500)
     X, y = cluster.client.persist([X, y])
-    model = LogisticRegression().fit(X, y)
+    with get_task_stream(cluster.client) as stream:
+        model = LogisticRegression().fit(X, y)
+    names = {str(task["key"]).split("-")[0] for task in stream.data}
+    # the labels were encoded lazily from y: the fit put them next to X and ran per worker
+    # (one task per group of chunks), not through a graph over the chunks (_stacked)
+    assert "_per_chunk" in names and "_stacked" not in names, names
     local = LogisticRegression().fit(*cluster.client.compute([X, y], sync=True))
     np.testing.assert_allclose(model.coef_, local.coef_, rtol=1e-9)
 

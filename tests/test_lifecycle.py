@@ -12,6 +12,7 @@ import weakref
 import psutil
 import pytest
 from distributed import LocalCluster
+from distributed.system import MEMORY_LIMIT
 from helpers import assert_no_new_worker_processes, is_interpreter_helper, worker_pids
 
 from elastic_nb import ElasticCluster
@@ -56,6 +57,12 @@ def test_capacity_rules_follow_the_machine():
     check_local_capacity(4, 1, MIN_WORKER_MEMORY)  # the smallest worker that can start
     with pytest.raises(ValueError, match="at least 256 MiB"):
         check_local_capacity(1, 1, MIN_WORKER_MEMORY - 1)
+    most = int(MEMORY_LIMIT // MIN_WORKER_MEMORY)  # what this machine's memory holds
+    check_local_capacity(most, 1, MIN_WORKER_MEMORY)
+    with pytest.raises(ValueError, match=f"maximum must be at most {most} on this machine"):
+        check_local_capacity(most + 1, 1, MIN_WORKER_MEMORY)
+    with pytest.raises(ValueError, match="more than this machine's memory"):
+        check_local_capacity(1, 1, int(MEMORY_LIMIT) + 1)
 
 
 def test_a_running_cluster_refuses_an_impossible_width_and_stays_usable(cluster):

@@ -1,4 +1,5 @@
 import json
+import time
 
 import pytest
 
@@ -57,15 +58,20 @@ def test_bad_interval():
 
 def test_sampling_a_real_cluster(cluster):
     monitor = Monitor(cluster, interval=0.1).start()
+    thread = monitor._thread
     try:
         sample = monitor.sample()
         assert sample["workers"] == 2 and sample["threads"] == 2 and sample["memory"] > 0
         assert len(sample["per_worker"]) == 2
         scale_actions = [e["action"] for e in monitor.of_kind("scale")]
         assert scale_actions[:1] == ["adapt"]  # decisions made before the monitor existed
+        deadline = time.monotonic() + 30
+        while len(monitor.of_kind("sample")) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(monitor.of_kind("sample")) >= 4  # the thread samples on its own
     finally:
         monitor.stop()
-    assert not monitor.running
+    assert not thread.is_alive() and not monitor.running
     count = len(monitor.of_kind("sample"))
-    assert count >= 1
+    time.sleep(5 * monitor.interval)
     assert len(monitor.of_kind("sample")) == count  # stopped means stopped

@@ -92,6 +92,7 @@ def test_bad_parameters_fail_before_the_running_policy_is_touched(elastic):
         ({"iterations": 0}, "iterations must be >= 1"),
         ({"iterations": 5, "slowdown": 0.5}, "slowdown must be >= 1.0"),
         ({"iterations": 5, "deadline": -3}, "deadline must be > 0"),
+        ({"deadline": 60}, "deadline needs iterations="),
     ]:
         with pytest.raises(ValueError, match=match):
             elastic.training(**kwargs)
@@ -248,6 +249,9 @@ def test_training_pace_model_on_recorded_iterations():
 
     run = Lease(lease, iterations=30)
     run.steps = steps
+    # the run's declaration: 27 iterations left at the median measured pace
+    assert run.remaining == 27 and run.seconds_per_iteration == pytest.approx(3.65)
+    assert run.remaining_seconds == pytest.approx(27 * 3.65)
     model = policy.fit_model(run, threads_per_worker=1)
     assert model["tasks"] == 8 and model["task_seconds"] == pytest.approx(0.3)
     assert model["pause"] == pytest.approx(3.0)
@@ -256,10 +260,11 @@ def test_training_pace_model_on_recorded_iterations():
     assert width == 3, why
     run.slowdown = 1.3
     assert policy.pace_width(run, model, now=t)[0] == 2
-    # a deadline instead of a pace: 27 iterations left in 200 s
+    # a deadline instead of a pace: 27 iterations of 8 × 0.3 s + 3 s on 1 worker (146 s)
+    # fit the 192 s left; 10 s before the deadline they need all 4
     fast = Lease(lease, iterations=30, deadline=200)
     fast.steps, fast.started_at = steps, t0
-    assert policy.pace_width(fast, model, now=t)[0] >= 1
+    assert policy.pace_width(fast, model, now=t)[0] == 1
     assert policy.pace_width(fast, model, now=t0 + 190)[0] == 4
 
 
@@ -283,8 +288,9 @@ def test_http_api_is_served_on_loopback_only_when_asked():
     with ElasticCluster(minimum=1, maximum=1) as plain:
         link = urlparse(plain.dashboard_link)
         assert plain.api_url is None
-        with pytest.raises(urllib.error.HTTPError):
+        with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{link.scheme}://{link.netloc}/api/v1/get_workers", timeout=10)
+        assert refused.value.code == 404
     assert_no_new_worker_processes(before)
 
 

@@ -1,5 +1,6 @@
 """Property-based tests: whatever the input, an estimator either fits or raises a
-documented error — before any work — and a cluster stays usable afterwards."""
+documented error — from its input validation, before any work — and a cluster stays usable
+afterwards."""
 
 import dask
 import dask.array as da
@@ -12,6 +13,27 @@ from hypothesis.extra.numpy import arrays
 from elastic_nb import LinearRegression, LogisticRegression, MLPRegressor
 
 DOCUMENTED = (ValueError, TypeError)
+#: Where a documented input error may come from: elastic_nb's checks and scikit-learn's.
+VALIDATION_FILES = ("elastic_nb/_validation.py", "sklearn/utils/validation.py")
+VALIDATION_PREFIXES = ("_check", "check_", "_validate", "_reject", "_encode", "_as_dask")
+#: The one check that needs a pass over dask data: its statistics reveal NaN or infinity.
+AFTER_FIRST_PASS = "_require_finite"
+
+
+def raised_by(err) -> set:
+    """Names of the validation functions on ``err``'s traceback."""
+    names, tb = set(), err.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        path = code.co_filename.replace("\\", "/")
+        if path.endswith(VALIDATION_FILES) or (
+            "elastic_nb/" in path
+            and (code.co_name.startswith(VALIDATION_PREFIXES) or code.co_name == AFTER_FIRST_PASS)
+        ):
+            names.add(code.co_name)
+        tb = tb.tb_next
+    return names
+
 
 dtypes = st.sampled_from(
     [np.float64, np.float32, np.int64, np.bool_, np.complex128, np.dtype("U3"), object]
@@ -45,22 +67,29 @@ def _inputs(draw):
     y = draw(arrays(np.float64, (y_rows,), elements=elements)).astype(
         draw(st.sampled_from([np.float64, np.int64, np.dtype("U3")]))
     )
+    calls = []
     if draw(st.booleans()) and X.dtype.kind not in "OU" and y.dtype.kind != "U":
         chunk = draw(st.integers(1, max(rows, 1)))
         X, y = da.from_array(X, chunks=chunk), da.from_array(y, chunks=chunk)
-    return X, y
+        # every block of X read by a fit is counted: a rejected input must read none
+        X = X.map_blocks(lambda block: calls.append(1) or block, meta=X._meta)
+    return X, y, calls
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(estimator=estimators, data=inputs())
 def test_any_input_fits_or_raises_a_documented_error(estimator, data):
-    X, y = data
+    X, y, calls = data
     model = estimator.__class__(**estimator.get_params())
     with dask.config.set(scheduler="sync"), np.errstate(all="ignore"):
         try:
             model.fit(X, y)
         except DOCUMENTED as err:
+            checks = raised_by(err)
+            assert checks, f"{err!r} did not come from input validation"
             assert str(err)  # an explanation, not a bare exception
+            if AFTER_FIRST_PASS not in checks:
+                assert calls == [], f"{err!r} was raised after reading the data"
             return
         except FloatingPointError:  # documented: a diverging first-order fit
             return
@@ -72,7 +101,7 @@ def test_any_input_fits_or_raises_a_documented_error(estimator, data):
 @settings(max_examples=10, deadline=None)
 @given(data=inputs())
 def test_a_bad_fit_leaves_the_cluster_usable(cluster, data):
-    X, y = data
+    X, y, _ = data
     try:
         LinearRegression(solver="gd", max_iter=5).fit(X, y)
     except (*DOCUMENTED, FloatingPointError):

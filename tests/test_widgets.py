@@ -100,8 +100,15 @@ def test_an_unreachable_scheduler_is_a_message_within_the_timeout(panel):
 
 def test_run_replays_clicks_and_rejects_unknown_ones(panel):
     with pytest.raises(ValueError, match="unknown click 'fly'"):
-        panel.run("fly")
+        panel.run("fly", "launch")
     assert "unknown click" in panel.message.value
+    assert panel.cluster is None  # the replay stopped at the bad click
+    panel.run("launch")
+    cluster = panel.cluster
+    assert cluster is not None and panel.workers.value.startswith("workers:")
+    panel.run("shutdown")
+    assert panel.cluster is None and cluster.closed
+    assert panel.message.value == "cluster stopped"
 
 
 @pytest.mark.slow
