@@ -336,6 +336,30 @@ def svg(runs, workload, pause, maximum, path):
     return path
 
 
+def render(out: Path, merge: list, draw: bool):
+    """The table of saved runs (ratios as measured: against the fixed run of their own
+    invocation) and, with ``draw``, one plot per cell with every policy of every file."""
+    order = lambda r: (  # noqa: E731
+        list(WORKLOADS).index(r["workload"]),
+        r["pause"],
+        POLICIES.index(r["policy"]),
+    )
+    saved = [json.loads(path.read_text()) for path in [out, *merge]]
+    print(table(sorted(saved[0]["runs"], key=order)))
+    for path, result in zip(merge, saved[1:], strict=True):
+        print(f"\n{path}:\n{table(sorted(result['runs'], key=order))}")
+    if not draw:
+        return
+    drawn = {}
+    for result in saved:
+        for r in result["runs"]:
+            drawn.setdefault((r["workload"], r["pause"], r["policy"]), r)
+    runs = sorted(drawn.values(), key=order)
+    for workload, pause in sorted({(r["workload"], r["pause"]) for r in runs}, key=str):
+        maximum = saved[0]["maximum"]
+        svg(runs, workload, pause, maximum, out.parent / f"workers-{workload}-{pause:g}.svg")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", default="light,heavy,numpy")
@@ -363,20 +387,21 @@ def main(argv=None):
         "process, spawn (distributed's default) starts each from scratch",
     )
     parser.add_argument(
-        "--table", action="store_true", help="print the table of the runs in --out and exit"
+        "--table",
+        action="store_true",
+        help="measure nothing: print the table of the runs in --out (and --merge), and with "
+        "--svg draw them",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="*",
+        default=[],
+        help="with --table: result files measured separately, drawn in the same plots (a "
+        "policy measured in several files is drawn from the first)",
     )
     args = parser.parse_args(argv)
     if args.table:
-        saved = json.loads(Path(args.out).read_text())
-        runs = sorted(
-            saved["runs"],  # ratios as measured: against the fixed run of their invocation
-            key=lambda r: (
-                list(WORKLOADS).index(r["workload"]),
-                r["pause"],
-                POLICIES.index(r["policy"]),
-            ),
-        )
-        print(table(runs))
+        render(Path(args.out), [Path(m) for m in args.merge], args.svg)
         return
 
     workloads = [w for w in args.workloads.split(",") if w]
