@@ -354,9 +354,8 @@ def render(out: Path, merge: list, draw: bool):
     for result in saved:
         for r in result["runs"]:
             drawn.setdefault((r["workload"], r["pause"], r["policy"]), r)
-    runs = sorted(drawn.values(), key=order)
+    runs, maximum = sorted(drawn.values(), key=order), saved[0]["maximum"]
     for workload, pause in sorted({(r["workload"], r["pause"]) for r in runs}, key=str):
-        maximum = saved[0]["maximum"]
         svg(runs, workload, pause, maximum, out.parent / f"workers-{workload}-{pause:g}.svg")
 
 
