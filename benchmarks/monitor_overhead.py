@@ -4,7 +4,7 @@
     python benchmarks/monitor_overhead.py --quick    # 3 pairs, smaller fit
 
 1. *overhead*: an Adam fit on data persisted on two worker processes, run alternately
-   bare and watched (Monitor sampling every 0.5 s + LivePlots refreshing 5 times a
+   bare and watched (Monitor sampling every 0.5 s + LiveView refreshing 5 times a
    second + the iteration callback). Pairs are interleaved so drift in machine load
    hits both sides; the overhead is the median of the per-pair ratios. Target: <= 3 %.
 2. *sampling cost*: the time of one Monitor.sample() against a cluster of 8 workers.
@@ -26,7 +26,7 @@ from pathlib import Path
 from distributed import wait
 
 from elastic_nb import ElasticCluster, LinearRegression, Monitor, datasets
-from elastic_nb.plots import LivePlots
+from elastic_nb.ui.controls import LiveView
 
 RESULTS = Path(__file__).parent / "results" / "monitor_overhead.json"
 TARGET = 0.03
@@ -43,11 +43,11 @@ def timed_fit(X, y, iterations, callback=None):
 
 def watched_fit(cluster, X, y, iterations):
     monitor = Monitor(cluster, interval=0.5).start()
-    plots = LivePlots(monitor).start(0.2)
+    view = LiveView(monitor, period=0.2)  # the panel's plots and their updater thread
     try:
         return timed_fit(X, y, iterations, callback=monitor.training_callback())
     finally:
-        plots.stop()
+        view.close()
         monitor.stop()
 
 

@@ -7,14 +7,15 @@ __version__ = "0.1.0"
 # Public name -> module that defines it. Imported on first use (PEP 562), so that the
 # command line answers --help without loading dask, bokeh and ipywidgets.
 _PUBLIC = {
-    "ControlPanel": "widgets",
+    "ControlPanel": "ui.panel",
     "ElasticCluster": "cluster",
     "LinearRegression": "models",
     "LogisticRegression": "models",
     "MLPClassifier": "models",
     "MLPRegressor": "models",
-    "Monitor": "monitor",
+    "Monitor": "observe.monitor",
     "checkpoint": None,
+    "live_view": "ui.controls",
     "datasets": None,
     "solvers": None,
 }

@@ -30,6 +30,7 @@ from distributed.core import Status
 from distributed.deploy import Cluster
 from distributed.security import Security
 from distributed.system import MEMORY_LIMIT
+from distributed.utils import silence_logging_cmgr
 
 from ._validation import check_float, check_int
 from .policy import ElasticPolicy, Lease, LeaseBook, check_policy_params, resolve_policy
@@ -161,7 +162,10 @@ class _LocalCluster(LocalCluster):
     def _update_worker_status(self, op, msg):
         if op != "remove":
             return super()._update_worker_status(op, msg)
-        name = self.scheduler_info["workers"][msg]["name"]
+        info = self.scheduler_info["workers"].get(msg)
+        if info is None:  # a worker killed before its arrival reached us: nothing to reap
+            return
+        name = info["name"]
 
         def reap():
             nanny = self.workers.get(name)
@@ -531,6 +535,18 @@ class ElasticCluster:
         """Block until at least ``n`` workers are connected."""
         self.client.wait_for_workers(check_int("n", n, minimum=0), timeout=timeout)
 
+    def wait_for_width(self, n, timeout=60):
+        """Block until exactly ``n`` workers are connected: after a scale-down, until the
+        retired ones are gone (:meth:`wait_for_workers` waits for at least ``n``)."""
+        n = check_int("n", n, minimum=0)
+        deadline = time.monotonic() + check_float("timeout", timeout, positive=True)
+        while (width := len(self.client.scheduler_info(n_workers=-1)["workers"])) != n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the cluster did not reach {n} workers within {timeout:g} s (it runs {width})"
+                )
+            time.sleep(0.1)
+
     @property
     def adaptive(self):
         """The running ``Adaptive`` instance, or None when the cluster is fixed."""
@@ -598,11 +614,15 @@ class ElasticCluster:
             self._adaptive.stop()
             self._adaptive = None
         client = getattr(self, "client", None)
-        if client is not None:
-            client.close(timeout=timeout)
-        if self.owns_cluster and getattr(self, "cluster", None) is not None:
-            self.cluster.close(timeout=max(1.0, deadline - time.monotonic()))
-            self._announce("close", target=0, reason="cluster closed")
+        # A LocalCluster quiets distributed's log handlers for its lifetime and restores
+        # them midway through its close: its goodbye lines ("Connection to ... has been
+        # closed.") would then reach stderr, i.e. the notebook. Quiet until fully closed.
+        with silence_logging_cmgr(logging.ERROR):
+            if client is not None:
+                client.close(timeout=timeout)
+            if self.owns_cluster and getattr(self, "cluster", None) is not None:
+                self.cluster.close(timeout=max(1.0, deadline - time.monotonic()))
+                self._announce("close", target=0, reason="cluster closed")
 
     def __enter__(self):
         return self

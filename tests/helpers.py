@@ -2,6 +2,7 @@
 
 import os
 import time
+from html.parser import HTMLParser
 
 import psutil
 
@@ -77,3 +78,36 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+class _Tables(HTMLParser):
+    """Rows of every <table>, by the table's class."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._rows, self._cell = {}, None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._rows = self.tables.setdefault(dict(attrs).get("class", ""), [])
+        elif tag == "tr" and self._rows is not None:
+            self._rows.append([])
+        elif tag in ("td", "th") and self._rows is not None:
+            self._cell = []
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._rows[-1].append("".join(self._cell))
+            self._cell = None
+        elif tag == "table":
+            self._rows = None
+
+
+def read_tables(html):
+    parser = _Tables()
+    parser.feed(html)
+    return parser.tables

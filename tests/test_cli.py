@@ -1,10 +1,12 @@
 """`elastic-nb demo`, run the way a user runs it: as a separate process."""
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
+from helpers import read_tables
 
 
 def run_demo(*args, timeout=180):
@@ -17,28 +19,41 @@ def run_demo(*args, timeout=180):
 
 
 @pytest.mark.slow
-def test_demo_writes_report_and_event_stream(tmp_path):
+def test_demo_stops_at_convergence_and_reports_the_run(tmp_path):
     result = run_demo(
-        "--rows",
-        "200000",
-        "--cols",
-        "8",
-        "--chunk-rows",
-        "20000",
-        "--iterations",
-        "15",
-        "--out",
-        str(tmp_path),
-    )
+        "--rows", "200000", "--cols", "8", "--chunk-rows", "20000", "--out", str(tmp_path)
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "gd iter   15" in result.stdout
-    html = (tmp_path / "report.html").read_text()
-    assert "enb-workers-figure" in html and "enb-loss-figure" in html
+    assert "Traceback" not in result.stderr and "closed" not in result.stderr
+    converged = re.search(r"gd converged after (\d+) iterations \(tol 1e-06\)", result.stdout)
+    assert converged, result.stdout
+    n_iter = int(converged.group(1))
+    assert n_iter < 100  # the default --iterations: it stopped on tol, not on the cap
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     samples = [e for e in events if e["kind"] == "sample"]
     assert samples and max(e["workers"] for e in samples) > 0
     losses = [e["loss"] for e in events if e["kind"] == "iteration" and e["run"] == "gd"]
-    assert len(losses) == 15 and losses[-1] < losses[0] / 10
+    assert len(losses) == n_iter and losses[-1] < losses[0] / 10
+
+    html = (tmp_path / "report.html").read_text()
+    assert "enb-workers-figure" in html and "enb-loss-figure" in html
+    tables = read_tables(html)
+    cluster = dict(tables["enb-summary enb-cluster-summary"][1:])
+    assert cluster["policy"] == "TrainingPolicy"
+    assert (cluster["minimum"], cluster["maximum"]) == ("1", "2")
+    assert float(cluster["worker-seconds"]) > 0 and float(cluster["wall seconds"]) > 0
+    header, *runs = tables["enb-summary enb-runs"]
+    runs = {row[header.index("run")]: dict(zip(header, row, strict=True)) for row in runs}
+    assert runs["exact"]["solver"] == "normal" and "200000 x 8" in runs["exact"]["data"]
+    gd = runs["gd"]
+    assert gd["status"] == "converged" and int(gd["iterations"]) == n_iter
+    assert float(gd["final loss"]) == pytest.approx(losses[-1], rel=1e-5)
+    assert float(gd["max |coef - exact|"]) < 1e-3
+    header, *decisions = tables["enb-decisions"]
+    assert header == ["time", "action", "target", "reason"]
+    actions = [row[1] for row in decisions]
+    assert {"adapt", "lease", "lease-end"} <= set(actions)
+    assert all(row[3] for row in decisions)  # every decision says why
 
 
 @pytest.mark.parametrize(

@@ -9,14 +9,14 @@ from hypothesis import strategies as st
 
 from elastic_nb import ControlPanel
 from elastic_nb.cluster import _check_memory_limit, check_local_capacity
-from elastic_nb.widgets import _parse_learning_rate
+from elastic_nb.ui.controls import parse_learning_rate
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=12) | st.floats().map(str) | st.integers().map(str))
 def test_any_learning_rate_text_parses_or_names_the_field(text):
     try:
-        rate = _parse_learning_rate(text)
+        rate = parse_learning_rate(text)
     except ValueError as err:
         assert "learning rate" in str(err)
     else:

@@ -6,6 +6,7 @@ import pytest
 from helpers import assert_no_new_worker_processes, worker_pids
 
 from elastic_nb import ControlPanel, MLPClassifier
+from elastic_nb.ui.training import panel_data
 
 
 @pytest.fixture
@@ -115,6 +116,7 @@ def test_run_replays_clicks_and_rejects_unknown_ones(panel):
 def test_pause_resume_stop_and_model_choices(panel):
     panel.run("launch")
     panel.model_choice.value = "MLP classifier"
+    panel.refresh()  # the updater follows the model with its solvers
     assert panel.solver.options == ("adam", "sgd")
     panel.dataset.value, panel.rows.value, panel.chunk_rows.value = "XOR", 4000, 1000
     panel.iterations.value = 100_000
@@ -145,4 +147,4 @@ def test_notebook_variables_must_exist(panel):
     panel.dataset.value = "notebook variables"
     panel.variables.value = "features only"
     with pytest.raises(ValueError, match="two names"):
-        panel._data()
+        panel_data(panel)

@@ -8,9 +8,24 @@ import threading
 import time
 from pathlib import Path
 
-from ._validation import check_float
+from .._validation import check_float
 
 SAMPLE, ITERATION, SCALE, RUN = "sample", "iteration", "scale", "run"
+
+
+def worker_seconds(events, start: float = 0.0, end: float | None = None) -> float:
+    """Cost of a stream: the integral of running workers over [start, end], step-wise with
+    each sample's value held until the next (``end`` defaults to the last sample)."""
+    samples = [(e["time"], e["workers"]) for e in events if e["kind"] == SAMPLE]
+    if not samples:
+        return 0.0
+    end = samples[-1][0] if end is None else end
+    total = 0.0
+    for (t, n), (t_next, _) in zip(samples, [*samples[1:], (end, 0)], strict=True):
+        lo, hi = max(t, start), min(t_next, end)
+        if hi > lo:
+            total += n * (hi - lo)
+    return total
 
 
 class Monitor:
@@ -31,7 +46,8 @@ class Monitor:
           and ``rows`` (rows the iteration read, when the model says);
         - ``"scale"``: ``action`` and ``reason`` (plus the action's numbers);
         - ``"run"``: ``run``, ``status`` (``"started"``, ``"finished"``, ``"stopped"``,
-          ``"failed"``) and a ``message``.
+          ``"failed"``), a ``message``, and what describes the run (``model``,
+          ``solver``, ``data``, ...), for reports.
     start_time : float
         Wall-clock (``time.time()``) of time 0, so a reloaded stream can be dated.
 
@@ -85,8 +101,10 @@ class Monitor:
         callback.run = run
         return callback
 
-    def run_status(self, run: str, status: str, message: str = ""):
-        return self.record(RUN, run=run, status=status, message=message)
+    def run_status(self, run: str, status: str, message: str = "", **details):
+        """Record that ``run`` started or ended; ``details`` describe it (model, solver,
+        data, final numbers) for reports."""
+        return self.record(RUN, run=run, status=status, message=message, **details)
 
     # ------------------------------------------------------------------ sampling
     def sample(self) -> dict:
@@ -169,17 +187,10 @@ class Monitor:
         return None
 
     def worker_seconds(self, start: float = 0.0, end: float | None = None) -> float:
-        """Cost: the integral of running workers over [start, end] (step-wise, left value)."""
-        samples = [(e["time"], e["workers"]) for e in self.of_kind(SAMPLE)]
-        if not samples:
-            return 0.0
-        end = samples[-1][0] if end is None else end
-        total = 0.0
-        for (t, n), (t_next, _) in zip(samples, [*samples[1:], (end, 0)], strict=True):
-            lo, hi = max(t, start), min(t_next, end)
-            if hi > lo:
-                total += n * (hi - lo)
-        return total
+        """Cost: the integral of running workers over [start, end] (see :func:`worker_seconds`)."""
+        with self._lock:
+            events = list(self.events)
+        return worker_seconds(events, start, end)
 
     # ---------------------------------------------------------------- persisting
     def to_jsonl(self, path) -> Path:

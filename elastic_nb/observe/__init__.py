@@ -1,0 +1,1 @@
+"""What happened: the monitor's one event stream (samples, iterations, decisions)."""
