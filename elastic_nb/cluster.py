@@ -540,12 +540,18 @@ class ElasticCluster:
         retired ones are gone (:meth:`wait_for_workers` waits for at least ``n``)."""
         n = check_int("n", n, minimum=0)
         deadline = time.monotonic() + check_float("timeout", timeout, positive=True)
-        while (width := len(self.client.scheduler_info(n_workers=-1)["workers"])) != n:
+        while self.width != n:
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"the cluster did not reach {n} workers within {timeout:g} s (it runs {width})"
+                    f"the cluster did not reach {n} workers within {timeout:g} s "
+                    f"(it runs {self.width})"
                 )
             time.sleep(0.1)
+
+    @property
+    def width(self) -> int:
+        """Workers connected to the scheduler now."""
+        return len(self.client.scheduler_info(n_workers=-1)["workers"])
 
     @property
     def adaptive(self):

@@ -37,7 +37,7 @@ from .controls import (
     widget_tree,
 )
 from .plots import LivePlots
-from .render import render_controls, render_status
+from .render import render_controls, render_decisions, render_status
 from .training import Trainer, panel_data, panel_model
 from .updater import Updater
 
@@ -102,6 +102,7 @@ class ControlPanel:
             lambda: render_controls(self),
             self.plots.refresh,
             lambda: render_status(self),
+            lambda: render_decisions(self),
         ]
         for control in (self.model_choice, self.backend):
             control.observe(lambda _change: self.updater.wake(), names="value")
@@ -149,6 +150,7 @@ class ControlPanel:
         self.eta = styled(w.Label(""), "eta")
         self.status = styled(w.HTML(""), "status")
         self.message = styled(w.HTML(""), "message")
+        self.decisions = styled(w.HTML(""), "decisions")
 
     def _layout(self):
         row = w.HBox
@@ -168,6 +170,7 @@ class ControlPanel:
             self.status,
             self.message,
             self.plot_area,
+            self.decisions,
         ]
 
     def _buttons(self):

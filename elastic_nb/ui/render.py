@@ -50,6 +50,22 @@ def render_controls(panel):
     _set(panel.message, value=panel.notice)
 
 
+#: Decisions listed under the plots (all of them are in the plot's hover and the report).
+RECENT_DECISIONS = 6
+
+
+def render_decisions(panel):
+    """The latest scaling decisions with their reasons, newest first."""
+    columns = panel.plots.decision_source.data
+    rows = list(zip(columns["time"], columns["action"], columns["reason"], strict=True))
+    lines = "".join(
+        f"<tr><td>{at:.1f} s</td><td>{html.escape(action)}</td><td>{html.escape(why)}</td></tr>"
+        for at, action, why in reversed(rows[-RECENT_DECISIONS:])
+    )
+    table = f"<b>Scaling decisions</b><table>{lines}</table>" if lines else ""
+    _set(panel.decisions, value=table)
+
+
 def render_status(panel):
     """The workers label and the live line: loss, and cost so far."""
     monitor, running = panel.monitor, panel.cluster is not None
