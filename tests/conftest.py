@@ -1,8 +1,14 @@
 import psutil
 import pytest
-from helpers import CHROMIUM, CHROMIUM_ARGS, descendants
+from helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    assert_no_new_worker_processes,
+    descendants,
+    worker_pids,
+)
 
-from elastic_nb import ElasticCluster
+from elastic_nb import ControlPanel, ElasticCluster
 
 
 def _wait_gone(processes, timeout):
@@ -29,6 +35,16 @@ def cluster():
         elastic.scale(2)
         elastic.wait_for_workers(2)
         yield elastic
+
+
+@pytest.fixture
+def panel():
+    """A small control panel; closing it must take every worker process it started."""
+    before = worker_pids()
+    panel = ControlPanel(rows=40_000, chunk_rows=5_000, features=4, iterations=10)
+    yield panel
+    panel.close()
+    assert_no_new_worker_processes(before)
 
 
 # ------------------------------------------------------------- browser tests

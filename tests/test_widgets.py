@@ -3,19 +3,9 @@
 import time
 
 import pytest
-from helpers import assert_no_new_worker_processes, worker_pids
 
-from elastic_nb import ControlPanel, MLPClassifier
+from elastic_nb import MLPClassifier
 from elastic_nb.ui.training import panel_data
-
-
-@pytest.fixture
-def panel():
-    before = worker_pids()
-    panel = ControlPanel(rows=40_000, chunk_rows=5_000, features=4, iterations=10)
-    yield panel
-    panel.close()
-    assert_no_new_worker_processes(before)
 
 
 def test_every_control_has_its_css_class(panel):
