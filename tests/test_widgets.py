@@ -138,3 +138,21 @@ def test_notebook_variables_must_exist(panel):
     panel.variables.value = "features only"
     with pytest.raises(ValueError, match="two names"):
         panel_data(panel)
+
+
+@pytest.mark.slow
+def test_train_holds_a_lease_and_a_new_policy_readapts_the_cluster(panel):
+    assert panel.policy.value == "training"  # the default: it knows a fit is running
+    panel.run("launch", "train")
+    leases = [
+        (e["action"], e.get("lease"))
+        for e in panel.monitor.of_kind("scale")
+        if e["action"] in ("lease", "lease-end")
+    ]
+    assert leases == [("lease", "run-1"), ("lease-end", "run-1")]
+    assert not panel.cluster.leases.active()  # given back when the fit ended
+    panel.policy.value = "default"
+    assert type(panel.cluster.adaptive).__name__ == "DefaultPolicy"
+    assert panel.refresh().message.value == "adapting with the default policy"
+    adapts = [e for e in panel.monitor.of_kind("scale") if e["action"] == "adapt"]
+    assert adapts[-1]["policy"] == "DefaultPolicy"

@@ -189,7 +189,7 @@ def loss_figure(x="iteration", x_range=None):
         return _time_figure(
             "Loss over time", "loss", x_range, 170, "enb-loss-time-figure", y_axis_type="log"
         )
-    return figure(
+    fig = figure(
         title="Loss",
         x_axis_label="iteration",
         y_axis_label="loss",
@@ -199,6 +199,8 @@ def loss_figure(x="iteration", x_range=None):
         width=WIDTH,
         height=260,
     )
+    fig.toolbar.autohide = True  # shown under the mouse only, as the time figures' toolbar
+    return fig
 
 
 def add_loss_line(fig, source, color, label=None, x="iteration"):
