@@ -25,7 +25,7 @@ Cases (``--cases``, comma separated; default: all, or all but out-of-core with `
   scikit-learn's ``LinearRegression``; max coefficient error vs ``numpy.linalg.lstsq``.
 - ``tsqr``: ``solver="tsqr"`` vs ``solver="normal"`` on the same data, and accuracy on a
   problem with condition number 1e10 (where ``normal`` must warn and ``auto`` switch).
-- ``gradient``: one full-batch squared-loss gradient (``solvers.linear_loss_grad``) vs numpy.
+- ``gradient``: one full-batch squared-loss gradient (``families.linear_loss_grad``) vs numpy.
 - ``tiny``: iterations per second on 100 chunks of 1000 x 8 (per-worker reducer vs a dask
   graph per iteration vs numpy).
 - ``logistic``: ``LogisticRegression(solver="newton")`` to scikit-learn's log-loss vs
@@ -66,8 +66,9 @@ from distributed import Client, LocalCluster, wait
 from threadpoolctl import ThreadpoolController, threadpool_info
 
 import elastic_nb
-from elastic_nb import LinearRegression, LogisticRegression, solvers
+from elastic_nb import LinearRegression, LogisticRegression, engine, families, linear
 from elastic_nb.datasets import make_classification, make_regression
+from elastic_nb.linear.tsqr import _chunk_r
 
 CASES = ("exact", "tsqr", "gradient", "tiny", "logistic", "out-of-core")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "solvers.json"
@@ -213,7 +214,7 @@ def blas_threads() -> list:
 def gather_numpy(client, array) -> np.ndarray:
     """A persisted dask array as one numpy array in this process, chunk by chunk (never
     concatenated on a worker)."""
-    futures = solvers.persisted_futures(array)
+    futures = engine.persisted_futures(array)
     if futures is None:
         raise ValueError("array is not persisted")
     blocks = client.gather(futures)
@@ -265,7 +266,7 @@ def persist(client, arrays, placement: str):
 def chunks_per_worker(client, arrays) -> dict:
     """Chunks of the first array per worker, and how many chunks of the others are not on
     the same worker as the first array's chunk of the same index."""
-    futures = [solvers.persisted_futures(a) for a in arrays]
+    futures = [engine.persisted_futures(a) for a in arrays]
     where = client.who_has([f for fs in futures for f in fs])
     counts = {}
     for f in futures[0]:
@@ -300,22 +301,19 @@ def _local_kernel_seconds(dask_worker, kernel, x_keys, y_keys):
 def compute_floor(client, kernel, X, y):
     """``kernel`` over every worker's own chunks, all workers at once, no scheduler:
     the time (inside the slowest worker) any exact one-pass method needs."""
-    x_keys = [f.key for f in solvers.persisted_futures(X)]
-    y_keys = [f.key for f in solvers.persisted_futures(y)]
+    x_keys = [f.key for f in engine.persisted_futures(X)]
+    y_keys = [f.key for f in engine.persisted_futures(y)]
     per_worker = client.run(_local_kernel_seconds, kernel=kernel, x_keys=x_keys, y_keys=y_keys)
     return max(r["seconds"] for r in per_worker.values())
 
 
 def summed_kernel(kernel):
     """A per-row-block kernel applied as the reducers apply it: in sub-blocks, summed."""
-    return partial(solvers.chunk_sum, kernel)
+    return partial(engine.chunk_sum, kernel)
 
 
 def add_floor(b, timings, label, kernel, X, y, repeats=None):
-    """Record the compute floor of ``kernel`` (a private solver function: skipped if the
-    library no longer has it) as a diagnostic line of ``timings``."""
-    if kernel is None:
-        return
+    """Record the compute floor of ``kernel`` as a diagnostic line of ``timings``."""
     floor = [compute_floor(b.client, kernel, X, y) for _ in range(repeats or b.args.repeats)]
     timings[f"diagnostic: {label} on each worker's own chunks, no scheduler"] = summary(floor)
 
@@ -554,8 +552,7 @@ def case_exact(b: Bench) -> dict:
     # elastic_nb and numpy first: dask's own graphs may move chunks (work stealing), and
     # what they move stays moved for whatever runs next
     timings, results = measure(fast, a.repeats)
-    gram_kernel = getattr(solvers, "_gram_kernel", None)
-    add_floor(b, timings, "Gram kernel", gram_kernel and summed_kernel(gram_kernel), X, y)
+    add_floor(b, timings, "Gram kernel", summed_kernel(linear.gram_kernel), X, y)
     graphs = {
         "dask plain blockwise Gram X^T X": lambda: plain_dask_gram(X),
         "dask.array (X.T @ X).compute()": lambda: (X.T @ X).compute(),
@@ -672,10 +669,8 @@ def case_tsqr(b: Bench) -> dict:
     }
     timings, results = measure(methods, a.repeats)
     placement = b.check_regression("end_of_tsqr")
-    chunk_r = getattr(solvers, "_chunk_r", None)
-    if chunk_r is not None:
-        shift = np.zeros(a.cols + 1)
-        add_floor(b, timings, "TSQR chunk kernel", partial(chunk_r, shift), X, y)
+    shift = np.zeros(a.cols + 1)
+    add_floor(b, timings, "TSQR chunk kernel", partial(_chunk_r, shift), X, y)
     t_normal = timings["elastic_nb LinearRegression(solver='normal')"]["median_s"]
     t_tsqr = timings["elastic_nb LinearRegression(solver='tsqr')"]["median_s"]
     agreement = max_error(
@@ -771,11 +766,11 @@ def case_gradient(b: Bench) -> dict:
     X, y, true_coef, Xn, yn = b.regression()
     theta = np.append(true_coef + 0.1, 0.3)
     p = a.cols
-    persisted = solvers.make_reducer(X, y)
-    graph = solvers.GraphReducer(X, y)
+    persisted = engine.make_reducer(X, y)
+    graph = engine.GraphReducer(X, y)
     methods = {
-        "elastic_nb linear_loss_grad, per-worker reducer": lambda: solvers.linear_loss_grad(
-            persisted, solvers.SQUARED, p, True, theta
+        "elastic_nb linear_loss_grad, per-worker reducer": lambda: families.linear_loss_grad(
+            persisted, families.SQUARED, p, True, theta
         ),
         "numpy in-memory gradient (1 BLAS thread)": one_blas_thread(numpy_gradient, Xn, yn, theta),
         "numpy in-memory gradient (2 BLAS threads)": one_blas_thread(
@@ -783,12 +778,12 @@ def case_gradient(b: Bench) -> dict:
         ),
     }
     timings, results = measure(methods, a.gradient_repeats)
-    kernel = partial(solvers.SQUARED.kernel, theta[:-1], theta[-1])
+    kernel = partial(families.SQUARED.kernel, theta[:-1], theta[-1])
     add_floor(b, timings, "squared-loss kernel", summed_kernel(kernel), X, y, a.gradient_repeats)
     placement = {"during_elastic_nb_and_numpy": chunks_per_worker(b.client, [X, y])}
     graphs = {  # after ours: graphs may move chunks (see case_exact)
-        "elastic_nb linear_loss_grad, dask graph (blockwise)": lambda: solvers.linear_loss_grad(
-            graph, solvers.SQUARED, p, True, theta
+        "elastic_nb linear_loss_grad, dask graph (blockwise)": lambda: families.linear_loss_grad(
+            graph, families.SQUARED, p, True, theta
         ),
         "dask.array expression X.T @ (X @ w + b - y)": lambda: dask_array_gradient(X, y, theta),
     }
@@ -844,17 +839,17 @@ def case_tiny(b: Bench) -> dict:
     (X, y), placement = persist(b.client, [X, y], a.placement)
     Xn, yn = gather_numpy(b.client, X), gather_numpy(b.client, y)
     theta = np.append(coef + 0.1, 0.3)
-    persisted = solvers.make_reducer(X, y)
-    graph = solvers.GraphReducer(X, y)
+    persisted = engine.make_reducer(X, y)
+    graph = engine.GraphReducer(X, y)
     n = a.tiny_iterations
-    grad = solvers.linear_loss_grad
+    grad = families.linear_loss_grad
     runs = {}
     for name, fn in {
         "elastic_nb per-worker reducer": lambda: grad(
-            persisted, solvers.SQUARED, cols, True, theta
+            persisted, families.SQUARED, cols, True, theta
         ),
         "dask graph per iteration (per chunk)": lambda: grad(
-            graph, solvers.SQUARED, cols, True, theta
+            graph, families.SQUARED, cols, True, theta
         ),
         "numpy in-memory (1 BLAS thread)": one_blas_thread(numpy_gradient, Xn, yn, theta),
     }.items():

@@ -9,15 +9,22 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "ControlPanel": "ui.panel",
     "ElasticCluster": "cluster",
-    "LinearRegression": "models",
-    "LogisticRegression": "models",
-    "MLPClassifier": "models",
-    "MLPRegressor": "models",
+    "LinearRegression": "estimators",
+    "LogisticRegression": "estimators",
+    "MLPClassifier": "estimators",
+    "MLPRegressor": "estimators",
     "Monitor": "observe.monitor",
+    "DefaultPolicy": "policies",
+    "PredictivePolicy": "policies",
+    "TrainingPolicy": "policies",
     "checkpoint": None,
     "live_view": "ui.controls",
     "datasets": None,
-    "solvers": None,
+    "engine": None,
+    "estimators": None,
+    "families": None,
+    "linear": None,
+    "optim": None,
 }
 __all__ = sorted(_PUBLIC)
 

@@ -99,7 +99,7 @@ def _check_args(args):
 def _train(args, cluster, monitor):
     """The exact fit, then the iterative one under a lease; returns both models."""
     from .datasets import make_regression
-    from .models import LinearRegression
+    from .estimators import LinearRegression
 
     X, y, _ = make_regression(args.rows, args.cols, chunks=args.chunk_rows)
     X, y = cluster.client.persist([X, y])

@@ -20,7 +20,9 @@ from elastic_nb import (
     MLPClassifier,
     MLPRegressor,
     datasets,
-    solvers,
+    engine,
+    families,
+    linear,
 )
 
 
@@ -196,16 +198,16 @@ def test_two_hidden_layers_and_sgd(threaded):
 def test_mlp_gradient_matches_finite_differences():
     rng = np.random.default_rng(1)
     X, y = rng.standard_normal((30, 3)), rng.standard_normal(30)
-    m = solvers.moments(X, y)
-    net = solvers.Network((3, 5, 4, 1), "tanh", "identity", solvers.column_scaling(m, True))
-    reduce = solvers.GraphReducer(X, y)
-    theta = solvers.glorot_init(net.layer_sizes, 0)
-    loss, grad = solvers.network_loss_grad(reduce, net, 0.1, theta)
+    reduce = engine.GraphReducer(X, y)
+    m = linear.moments(reduce, 3)
+    net = families.Network((3, 5, 4, 1), "tanh", "identity", linear.column_scaling(m, True))
+    theta = families.glorot_init(net.layer_sizes, 0)
+    loss, grad = families.network_loss_grad(reduce, net, 0.1, theta)
     for i in rng.choice(len(theta), 8, replace=False):
         step = np.zeros_like(theta)
         step[i] = 1e-6
-        up = solvers.network_loss_grad(reduce, net, 0.1, theta + step)[0]
-        down = solvers.network_loss_grad(reduce, net, 0.1, theta - step)[0]
+        up = families.network_loss_grad(reduce, net, 0.1, theta + step)[0]
+        down = families.network_loss_grad(reduce, net, 0.1, theta - step)[0]
         assert grad[i] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-8)
 
 
@@ -272,12 +274,12 @@ def test_dask_dataframe_input(threaded):
 def test_per_worker_fast_path_is_exact_and_deterministic(cluster):
     X, y, _ = datasets.make_regression(30_000, 5, chunks=1000, bias=1.0)
     X, y = cluster.client.persist([X, y])
-    reducer = solvers.make_reducer(X, y)
-    assert isinstance(reducer, solvers.PersistedReducer) and reducer.n_chunks == 30
-    kernel = solvers._moments_kernel
+    reducer = engine.make_reducer(X, y)
+    assert isinstance(reducer, engine.PersistedReducer) and reducer.n_chunks == 30
+    kernel = linear.moments_kernel
     first, second = reducer(kernel, size=13), reducer(kernel, size=13)
     np.testing.assert_array_equal(first, second)
-    np.testing.assert_allclose(first, solvers.GraphReducer(X, y)(kernel, size=13), rtol=1e-12)
+    np.testing.assert_allclose(first, engine.GraphReducer(X, y)(kernel, size=13), rtol=1e-12)
     gd = LinearRegression(solver="gd", max_iter=30, tol=0).fit(X, y)
     again = LinearRegression(solver="gd", max_iter=30, tol=0).fit(X, y)
     np.testing.assert_array_equal(gd.coef_, again.coef_)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from distributed import Future
 
-from elastic_nb import LinearRegression, solvers
+from elastic_nb import LinearRegression, engine, families, linear, optim
 from elastic_nb.datasets import make_regression
+from elastic_nb.engine.persisted import _per_chunk
 
 pytestmark = pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
 
@@ -76,7 +77,7 @@ def test_gradient_descent_on_a_quadratic_matches_closed_form():
         return 0.5 * theta @ hessian @ theta - b @ theta, hessian @ theta - b
 
     lipschitz = np.linalg.eigvalsh(hessian).max()
-    result = solvers.gradient_descent(
+    result = optim.gradient_descent(
         loss_grad, np.zeros(6), step=1 / lipschitz, max_iter=10_000, tol=1e-12, line_search=False
     )
     assert result.converged
@@ -118,7 +119,7 @@ def test_rank_deficient_input_gives_minimum_norm_solution_with_warning():
 
 def test_chunked_reduction_is_deterministic_and_matches_numpy():
     X, y, _ = make_regression(9000, 5, chunks=700)
-    first, second = solvers.gram(X, y), solvers.gram(X, y)
+    first, second = (linear.gram(engine.make_reducer(X, y), 5) for _ in range(2))
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     Xn = X.compute()
     np.testing.assert_allclose(first.xtx, Xn.T @ Xn, rtol=1e-12)
@@ -126,10 +127,10 @@ def test_chunked_reduction_is_deterministic_and_matches_numpy():
 
 
 def test_kernels_summed_over_sub_blocks_equal_the_kernel_of_the_whole_chunk():
-    rng, rows = np.random.default_rng(2), 2 * solvers.BLOCK_ROWS + 7
+    rng, rows = np.random.default_rng(2), 2 * engine.BLOCK_ROWS + 7
     x, y = rng.standard_normal((rows, 5)), rng.standard_normal(rows)
-    for kernel in (solvers._gram_kernel, solvers._moments_kernel):
-        np.testing.assert_allclose(solvers.chunk_sum(kernel, x, y), kernel(x, y), rtol=1e-12)
+    for kernel in (linear.gram_kernel, linear.moments_kernel):
+        np.testing.assert_allclose(engine.chunk_sum(kernel, x, y), kernel(x, y), rtol=1e-12)
 
 
 def test_a_misaligned_chunk_gives_the_same_bits():
@@ -142,10 +143,10 @@ def test_a_misaligned_chunk_gives_the_same_bits():
     misaligned[...] = x
     assert not misaligned.flags.aligned
     kernel = partial(
-        solvers.chunk_sum, partial(solvers.SQUARED.kernel, rng.standard_normal(16), 0.3)
+        engine.chunk_sum, partial(families.SQUARED.kernel, rng.standard_normal(16), 0.3)
     )
     np.testing.assert_array_equal(
-        solvers._per_chunk(kernel, [(misaligned, y)]), solvers._per_chunk(kernel, [(x, y)])
+        _per_chunk(kernel, [(misaligned, y)]), _per_chunk(kernel, [(x, y)])
     )
 
 
@@ -156,8 +157,9 @@ def test_tsqr_merges_chunks_shifted_by_their_own_means(fit_intercept):
     rows = 10_003
     X = rng.standard_normal((rows, 4)) + 1000.0 * (np.arange(rows) // 777)[:, None]
     y = X @ np.array([1.0, -2.0, 0.5, 3.0]) + 7.0 + rng.standard_normal(rows)
-    qr = solvers.tsqr(da.from_array(X, chunks=777), da.from_array(y, chunks=777), fit_intercept)
-    coef, intercept, mse = solvers.solve_tsqr(qr, fit_intercept)
+    reduce = engine.make_reducer(da.from_array(X, chunks=777), da.from_array(y, chunks=777))
+    qr = linear.tsqr(reduce, 4, fit_intercept)
+    coef, intercept, mse = linear.solve_tsqr(qr, fit_intercept)
     expected_coef, expected_intercept = lstsq(X, y, fit_intercept)
     assert relative_error(coef, expected_coef) < 1e-8
     assert abs(intercept - expected_intercept) <= 1e-8 * max(1.0, abs(expected_intercept))
@@ -167,7 +169,9 @@ def test_tsqr_merges_chunks_shifted_by_their_own_means(fit_intercept):
 
 def test_an_empty_chunk_adds_nothing_to_tsqr():
     x, y = np.empty((0, 3)), np.empty(0)
-    assert not np.any(solvers._chunk_qr(True, x, y)) and not np.any(solvers._chunk_qr(False, x, y))
+    for fit_intercept in (True, False):
+        rows, *rest = linear.chunk_qr(fit_intercept, x, y)
+        assert rows == 0 and not np.any(rest)
 
 
 def test_persisted_reducer_reads_each_workers_small_chunks_through_one_future(cluster):
@@ -175,18 +179,18 @@ def test_persisted_reducer_reads_each_workers_small_chunks_through_one_future(cl
     X, y, _ = make_regression(20_000, 3, chunks=1000, bias=1.0)
     X, y = client.persist([X, y])
     Xn, yn = client.compute([X, y], sync=True)
-    reducer = solvers.make_reducer(X, y)
-    total = reducer(solvers._moments_kernel, size=9)
+    reducer = engine.make_reducer(X, y)
+    total = reducer(linear.moments_kernel, size=9)
     holders = {g.holder for g in reducer.groups}
     assert len(reducer.groups) == len(holders) and None not in holders
     assert all(isinstance(g.handle, Future) for g in reducer.groups)
     assert sorted(i for g in reducer.groups for i in g.chunks) == list(range(20))
-    np.testing.assert_allclose(total, solvers._moments_kernel(Xn, yn), rtol=1e-12)
-    np.testing.assert_array_equal(reducer(solvers._moments_kernel, size=9), total)
+    np.testing.assert_allclose(total, linear.moments_kernel(Xn, yn), rtol=1e-12)
+    np.testing.assert_array_equal(reducer(linear.moments_kernel, size=9), total)
     some = [2, 7, 19]
     rows = np.concatenate([np.arange(1000 * i, 1000 * (i + 1)) for i in some])
     np.testing.assert_allclose(
-        reducer(solvers._moments_kernel, size=9, chunks=some),
-        solvers._moments_kernel(Xn[rows], yn[rows]),
+        reducer(linear.moments_kernel, size=9, chunks=some),
+        linear.moments_kernel(Xn[rows], yn[rows]),
         rtol=1e-12,
     )

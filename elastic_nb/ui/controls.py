@@ -9,19 +9,12 @@ from __future__ import annotations
 import ipywidgets as w
 from jupyter_bokeh import BokehModel
 
-from ..models import LinearRegression, LogisticRegression, MLPClassifier, MLPRegressor
+from ..estimators import ESTIMATORS
 from .plots import LivePlots
 from .updater import Updater
 
-#: The panel's models: estimator and the solvers it offers.
-MODELS = {
-    "linear regression": (LinearRegression, ("auto", "normal", "tsqr", "gd", "sgd", "adam")),
-    "logistic regression": (LogisticRegression, ("newton", "gd", "adam")),
-    "MLP regressor": (MLPRegressor, ("adam", "sgd")),
-    "MLP classifier": (MLPClassifier, ("adam", "sgd")),
-}
-#: Solvers that take a step size and run a number of iterations.
-FIRST_ORDER = ("gd", "sgd", "adam")
+#: The panel's models: estimator and the solvers it offers, as the estimator declares them.
+MODELS = {name: (estimator, estimator.solvers()) for name, estimator in ESTIMATORS.items()}
 DATASETS = ("synthetic", "XOR", "notebook variables")
 
 #: Room for the longest description ("learning rate", "memory/worker") in every field.

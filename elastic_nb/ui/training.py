@@ -10,7 +10,8 @@ from sklearn.base import is_classifier
 from tqdm.std import tqdm
 
 from .. import datasets
-from .controls import FIRST_ORDER, MODELS, parse_learning_rate
+from ..estimators import FIRST_ORDER
+from .controls import MODELS, parse_learning_rate
 
 
 def _user_namespace():
