@@ -8,9 +8,15 @@ import threading
 import time
 from pathlib import Path
 
-from .._validation import check_float
+from .._validation import check_float, check_int
+from .buffer import Batch, RingBuffer
 
 SAMPLE, ITERATION, SCALE, RUN = "sample", "iteration", "scale", "run"
+
+#: Events a monitor holds by default: at one sample every 0.5 s (the default interval) plus
+#: iterations and decisions, several hours of a run, in some tens of MB at most (a sample
+#: is about 1 KB). Older events are dropped: plots, reports and costs cover what is held.
+MAX_EVENTS = 50_000
 
 
 def worker_seconds(events, start: float = 0.0, end: float | None = None) -> float:
@@ -31,10 +37,21 @@ def worker_seconds(events, start: float = 0.0, end: float | None = None) -> floa
 class Monitor:
     """Samples a cluster periodically and records training and scaling events.
 
+    Parameters
+    ----------
+    cluster : ElasticCluster or None
+        What to sample; its scaling decisions (past ones first) are recorded too. None for a
+        stream loaded from a file or filled by hand.
+    interval : float
+        Seconds between samples once :meth:`start` ed.
+    max_events : int
+        How many events are held (default :data:`MAX_EVENTS`); the oldest go first.
+
     State
     -----
-    events : list of dict
-        Append-only, in time order. Every event has ``kind`` and ``time`` (seconds since
+    events : RingBuffer of dict
+        The latest ``max_events`` events, in time order; each has a sequence number (see
+        :meth:`events_since`). Every event has ``kind`` and ``time`` (seconds since
         the monitor started); the kinds are
 
         - ``"sample"``: ``workers`` running, ``workers_requested`` (by the cluster
@@ -55,10 +72,10 @@ class Monitor:
     recorded, in the recording thread; they must be quick (plots batch on their side).
     """
 
-    def __init__(self, cluster=None, interval=0.5):
+    def __init__(self, cluster=None, interval=0.5, max_events=MAX_EVENTS):
         self.cluster = cluster
         self.interval = check_float("interval", interval, positive=True)
-        self.events: list[dict] = []
+        self.events = RingBuffer(check_int("max_events", max_events, minimum=1))
         self.start_time = time.time()
         self._t0 = time.monotonic()
         self._lock = threading.Lock()
@@ -75,8 +92,8 @@ class Monitor:
 
     def record(self, kind: str, **fields) -> dict:
         event = {"kind": kind, "time": round(self.now(), 6), **fields}
+        self.events.append(event)
         with self._lock:
-            self.events.append(event)
             subscribers = list(self._subscribers)
         for subscriber in subscribers:
             subscriber(event)
@@ -174,30 +191,32 @@ class Monitor:
         return self._thread is not None and self._thread.is_alive()
 
     # ------------------------------------------------------------------- reading
+    def events_since(self, cursor: int) -> Batch:
+        """The events from sequence number ``cursor`` on (see :meth:`RingBuffer.since`).
+
+        A reader starts at 0 and goes on from the returned ``cursor``; ``missed`` counts the
+        events dropped before it read them, if it fell behind by more than ``max_events``.
+        """
+        return self.events.since(cursor)
+
     def of_kind(self, kind: str) -> list[dict]:
-        with self._lock:
-            return [e for e in self.events if e["kind"] == kind]
+        return [e for e in self.events if e["kind"] == kind]
 
     def current_workers(self) -> int | None:
         """Running workers in the latest sample (None before the first one)."""
-        with self._lock:
-            for event in reversed(self.events):
-                if event["kind"] == SAMPLE:
-                    return event["workers"]
-        return None
+        sample = self.events.find_last(lambda event: event["kind"] == SAMPLE)
+        return None if sample is None else sample["workers"]
 
     def worker_seconds(self, start: float = 0.0, end: float | None = None) -> float:
-        """Cost: the integral of running workers over [start, end] (see :func:`worker_seconds`)."""
-        with self._lock:
-            events = list(self.events)
-        return worker_seconds(events, start, end)
+        """Cost: the integral of running workers over [start, end] (see :func:`worker_seconds`),
+        over the events still held."""
+        return worker_seconds(self.events.snapshot(), start, end)
 
     # ---------------------------------------------------------------- persisting
     def to_jsonl(self, path) -> Path:
         """Write the stream as JSON lines: a header line, then one event per line."""
         path = Path(path)
-        with self._lock:
-            events = list(self.events)
+        events = self.events.snapshot()
         with path.open("w") as out:
             out.write(json.dumps({"kind": "header", "start_time": self.start_time}) + "\n")
             for event in events:
@@ -219,9 +238,10 @@ class Monitor:
         return path
 
     @classmethod
-    def read_jsonl(cls, path) -> Monitor:
-        """Reload a stream written by :meth:`to_jsonl` (for replay and reports)."""
-        monitor = cls()
+    def read_jsonl(cls, path, max_events=MAX_EVENTS) -> Monitor:
+        """Reload a stream written by :meth:`to_jsonl` (for replay and reports); the last
+        ``max_events`` events are kept."""
+        monitor = cls(max_events=max_events)
         with Path(path).open() as lines:
             for line in lines:
                 event = json.loads(line)

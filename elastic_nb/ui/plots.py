@@ -263,7 +263,11 @@ class LivePlots:
         The stream being plotted; :meth:`follow` switches to another one (a new launch),
         and the plots start afresh at its first refresh.
     cursor : int
-        Index of the first monitor event not yet plotted.
+        Sequence number of the first monitor event not yet plotted (the monitor holds a
+        bounded buffer, so an index into it would shift: see ``Monitor.events_since``).
+    missed : int
+        Events of the followed monitor dropped from its buffer before they were plotted
+        (only when the plots fell behind by more than the monitor holds).
     run : str or None
         The run the loss sources hold.
     time_plots, loss_plot : bokeh layouts
@@ -298,13 +302,13 @@ class LivePlots:
         self.loss_figure = self.loss_plot = loss_figure()
         add_loss_line(self.loss_figure, self.loss_source, Category10_10[0])
         self.monitor = self.run = None
-        self.cursor, self._reset = 0, False
+        self.cursor, self.missed, self._reset = 0, 0, False
         self._last_iteration, self._workers = None, 0
         self.follow(monitor)
 
     def follow(self, monitor):
         """Plot ``monitor`` from its first event on, in place of the one plotted so far."""
-        self.monitor, self.cursor, self._reset = monitor, 0, True
+        self.monitor, self.cursor, self.missed, self._reset = monitor, 0, 0, True
         self.run, self._last_iteration, self._workers = None, None, 0
 
     def _stream(self, source, columns):
@@ -318,8 +322,9 @@ class LivePlots:
         if self._reset:
             self._reset = False
             self._clear()
-        events = self.monitor.events[self.cursor :]
-        self.cursor += len(events)
+        batch = self.monitor.events_since(self.cursor)
+        events, self.cursor = batch.records, batch.cursor
+        self.missed += batch.missed
         self._stream(self.workers_source, sample_columns(events))
         self._stream(self.decision_source, decision_columns(events, self._workers))
         self._stream(self.lease_source, lease_columns(events))

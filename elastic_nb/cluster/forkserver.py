@@ -1,0 +1,136 @@
+"""How local worker processes start: from distributed's fork server, for the clusters
+elastic_nb starts only.
+
+A spawned worker imports Python, numpy and distributed from scratch (0.5 s of CPU each:
+8 workers take 4 s to join on 2 cores); a fork of a server that imported them once takes
+0.06 s. Elastic scaling lives on that latency.
+
+distributed picks the start method from ``distributed.worker.multiprocessing-method`` each
+time a Nanny creates a worker process (``distributed.utils.get_mp_context``, called in
+``WorkerProcess.start``): at launch, at every adaptive scale-up and at every restart of a
+killed worker. Setting the key around the launch alone would miss the later ones, and
+setting it for good would change every other cluster of the process. So the Nannies of an
+elastic_nb cluster (:class:`StartMethodNanny`) hold the value only while they create their
+worker process (:func:`temporary_config`) and give the user's value back right after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import multiprocessing
+import threading
+
+import dask.config
+from distributed import Nanny
+
+from .._validation import check_choice
+
+KEY = "distributed.worker.multiprocessing-method"
+
+#: What every elastic_nb worker imports sooner or later (dask.array alone is 0.4 s of CPU),
+#: imported once in the fork server instead of once per worker.
+WORKER_PRELOAD = ("dask.array", "elastic_nb.solvers", "elastic_nb.datasets")
+
+_held_lock = threading.Lock()
+_held: dict = {}  # key -> [value, holders, the dask.config.set that put it there]
+
+
+@contextlib.contextmanager
+def temporary_config(key, value):
+    """Hold one dask config value while at least one caller is inside.
+
+    Callers may overlap (several Nannies start their workers at once on one event loop,
+    each suspended inside): the first one in sets ``value``, the last one out restores what
+    was there before — unless someone changed the key meanwhile, whose value then stays.
+    An overlapping caller that asks for another value gets the one already held.
+    """
+    with _held_lock:
+        held = _held.get(key)
+        if held is None:
+            held = _held[key] = [value, 0, dask.config.set({key: value})]
+        held[1] += 1
+    try:
+        yield held[0]
+    finally:
+        with _held_lock:
+            held[1] -= 1
+            if held[1] == 0:
+                del _held[key]
+                if dask.config.get(key, None) == held[0]:
+                    held[2].__exit__(None, None, None)
+
+
+def _shipped_default():
+    """distributed's own default for :data:`KEY` (``"spawn"``)."""
+    return dask.config.get(KEY, None, config=dask.config.merge(*dask.config.defaults))
+
+
+def resolve_start_method(start_method="auto"):
+    """The start method local workers get, or None to leave it to dask's config.
+
+    Parameters
+    ----------
+    start_method : "auto", None, "forkserver", "spawn" or "fork"
+        ``"auto"``: the fork server where the platform has one, unless the user configured
+        ``distributed.worker.multiprocessing-method`` themselves (their value wins); None:
+        whatever dask's config says; a method name: that one.
+
+    Raises
+    ------
+    ValueError
+        For a method this platform does not have.
+    """
+    if start_method is None:
+        return None
+    methods = multiprocessing.get_all_start_methods()
+    check_choice("start_method", start_method, ("auto", None, *methods))
+    if start_method != "auto":
+        return start_method
+    if "forkserver" not in methods or dask.config.get(KEY, None) != _shipped_default():
+        return None
+    return "forkserver"
+
+
+@functools.cache  # once per process: it counts only before the fork server starts
+def _preload_forkserver():
+    """Have the fork server import :data:`WORKER_PRELOAD` besides distributed's own list.
+
+    Called with :data:`KEY` held at ``"forkserver"``: distributed sets its list the first
+    time it makes a fork-server context, and ours, a superset, replaces it.
+    """
+    from distributed.utils import get_mp_context
+    from distributed.versions import optional_packages, required_packages
+
+    get_mp_context().set_forkserver_preload(
+        ["distributed", *required_packages, *optional_packages, *WORKER_PRELOAD]
+    )
+
+
+class StartMethodNanny(Nanny):
+    """A Nanny that creates its worker process with its own multiprocessing start method.
+
+    Parameters
+    ----------
+    start_method : str or None
+        From :func:`resolve_start_method`; None leaves dask's config alone. The other
+        arguments are :class:`distributed.Nanny`'s.
+
+    State
+    -----
+    start_method : str or None
+        Held in dask's config (:func:`temporary_config`) only while :meth:`instantiate`
+        creates the worker process — at start and at every restart.
+    """
+
+    def __init__(self, *args, start_method=None, **kwargs):
+        self.start_method = start_method
+        super().__init__(*args, **kwargs)
+
+    async def instantiate(self):
+        if self.start_method is None:
+            return await super().instantiate()
+        with temporary_config(KEY, self.start_method) as method:
+            if method == "forkserver":
+                _preload_forkserver()
+            return await super().instantiate()
