@@ -2,6 +2,10 @@
 
 Each check raises before any work starts and names the argument and what was expected,
 so a user sees ``maximum must be >= minimum (3), got 1`` instead of a scheduler traceback.
+
+Hand-written rather than ``sklearn.utils.check_scalar``, which takes ``True`` for the
+integer 1 and lets NaN through every bound; these reject both, and allow ``None`` where
+a parameter means "default".
 """
 
 from __future__ import annotations
