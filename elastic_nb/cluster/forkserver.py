@@ -30,7 +30,13 @@ KEY = "distributed.worker.multiprocessing-method"
 
 #: What every elastic_nb worker imports sooner or later (dask.array alone is 0.4 s of CPU),
 #: imported once in the fork server instead of once per worker.
-WORKER_PRELOAD = ("dask.array", "elastic_nb.solvers", "elastic_nb.datasets")
+WORKER_PRELOAD = (
+    "dask.array",
+    "elastic_nb.engine",
+    "elastic_nb.linear",
+    "elastic_nb.families",
+    "elastic_nb.datasets",
+)
 
 _held_lock = threading.Lock()
 _held: dict = {}  # key -> [value, holders, the dask.config.set that put it there]
