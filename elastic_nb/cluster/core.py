@@ -4,7 +4,8 @@ elastic_nb never writes its own cluster manager: a local run is a
 :class:`distributed.LocalCluster` with worker processes; anything else is a
 ``distributed.deploy.Cluster`` the user built (dask-kubernetes, dask-jobqueue,
 dask-gateway, ...) or the address of a running scheduler. What differs between those three
-is a :class:`~elastic_nb.cluster.backends.Backend`; everything here is the same for all.
+is a :class:`~elastic_nb.cluster.backends.Backend`, built by the constructors in
+:mod:`.modes`; everything here is the same for all.
 """
 
 from __future__ import annotations
@@ -12,73 +13,16 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from typing import NamedTuple
 from urllib.parse import urlparse
-
-from dask.system import CPU_COUNT
 
 from .._validation import check_float, check_int
 from ..policies import ElasticPolicy, Lease, LeaseBook, check_policy_params, resolve_policy
-from .backends import AddressBackend, Backend, ManagerBackend
+from .backends import Backend
 from .decisions import DecisionLog
-from .local import HTTP_API_ROUTE, LOOPBACK, LocalBackend
+from .modes import Constructors, Scaling
 
 
-class _Scaling(NamedTuple):
-    minimum: int
-    maximum: int
-    policy: type
-    interval: object
-
-
-def _check_scaling(minimum, maximum, policy, interval) -> _Scaling:
-    minimum = check_int("minimum", minimum, minimum=0)
-    maximum = check_int("maximum", maximum, minimum=1, allow_none=True)
-    if maximum is None:
-        maximum = max(CPU_COUNT, minimum, 1)
-    if maximum < minimum:
-        raise ValueError(f"maximum must be >= minimum ({minimum}), got {maximum}")
-    policy = resolve_policy(policy)
-    check_policy_params(policy, {"interval": interval})
-    return _Scaling(minimum, maximum, policy, interval)
-
-
-#: ElasticCluster(...) arguments that configure a cluster elastic_nb starts, and their
-#: defaults: given with ``address=`` or ``cluster=`` they would be silently ignored.
-_LOCAL_ONLY = {
-    "threads_per_worker": 1,
-    "memory_limit": "auto",
-    "host": LOOPBACK,
-    "scheduler_port": 0,
-    "dashboard_port": 0,
-    "start_method": "auto",
-}
-
-
-def _backend_for(address, cluster, security, connect_timeout, http_api, local) -> Backend:
-    """The backend ``ElasticCluster(...)`` means: address → connect, cluster → wrap,
-    neither → local."""
-    if address is not None and cluster is not None:
-        raise ValueError("pass either address or cluster, not both")
-    if address is None and cluster is None:
-        return LocalBackend(security=security, http_api=http_api, **local)
-    if http_api is True:
-        raise ValueError(
-            "http_api=True configures a cluster elastic_nb starts; for an existing scheduler "
-            f"add {HTTP_API_ROUTE!r} to its distributed.scheduler.http.routes config"
-        )
-    given = [k for k, default in _LOCAL_ONLY.items() if local[k] != default]
-    if given:
-        raise ValueError(
-            f"{given[0]} configures a cluster elastic_nb starts; it does not apply with "
-            f"{'address' if address is not None else 'cluster'}="
-        )
-    if address is not None:
-        return AddressBackend(address, connect_timeout, security)
-    return ManagerBackend(cluster, security)
-
-
-class ElasticCluster:
+class ElasticCluster(Constructors):
     """An adaptive Dask cluster plus the client that talks to it.
 
     Three modes, one backend each (:mod:`elastic_nb.cluster.backends`):
@@ -129,144 +73,7 @@ class ElasticCluster:
         The running policy; None while the cluster is fixed (or only observed).
     """
 
-    def __init__(
-        self,
-        minimum=1,
-        maximum=None,
-        threads_per_worker=1,
-        memory_limit="auto",
-        policy="default",
-        address=None,
-        cluster=None,
-        *,
-        security=None,
-        interval="500ms",
-        connect_timeout=10,
-        http_api=False,
-        host=LOOPBACK,
-        scheduler_port=0,
-        dashboard_port=0,
-        start_method="auto",
-    ):
-        scaling = _check_scaling(minimum, maximum, policy, interval)
-        local = {
-            "threads_per_worker": threads_per_worker,
-            "memory_limit": memory_limit,
-            "host": host,
-            "scheduler_port": scheduler_port,
-            "dashboard_port": dashboard_port,
-            "start_method": start_method,
-        }
-        backend = _backend_for(address, cluster, security, connect_timeout, http_api, local)
-        self._open(backend, scaling)
-
-    # ------------------------------------------------------------- constructors
-    @classmethod
-    def local(
-        cls,
-        minimum=1,
-        maximum=None,
-        *,
-        threads_per_worker=1,
-        memory_limit="auto",
-        policy="default",
-        interval="500ms",
-        security=None,
-        http_api=False,
-        host=LOOPBACK,
-        scheduler_port=0,
-        dashboard_port=0,
-        start_method="auto",
-    ) -> ElasticCluster:
-        """Start an adaptive local cluster of worker processes, owned by the result.
-
-        Parameters
-        ----------
-        minimum, maximum : int
-            Bounds of the adaptive width (``maximum`` defaults to the CPU count).
-        threads_per_worker : int
-            Threads of each worker.
-        memory_limit : "auto", int or str
-            Memory of each worker, e.g. ``"1GiB"``.
-        policy : str or type
-            ``"default"``, ``"training"``, ``"predictive"`` or an ``Adaptive`` subclass.
-        interval : str or float
-            The policy's adapt interval.
-        security : None, bool or Security
-            ``True``: TLS with a temporary certificate.
-        http_api : bool
-            Serve the scheduler's HTTP API on the dashboard's port.
-        host : str
-            Where everything listens (127.0.0.1).
-        scheduler_port, dashboard_port : int
-            0 picks free ports.
-        start_method : "auto", None or a start method
-            How worker processes start; ``"auto"`` forks them from distributed's fork server
-            (fast elastic starts) without changing dask's config for anyone else, unless the
-            user configured ``distributed.worker.multiprocessing-method``; None leaves it to
-            dask's config.
-        """
-        scaling = _check_scaling(minimum, maximum, policy, interval)
-        backend = LocalBackend(
-            threads_per_worker,
-            memory_limit,
-            security=security,
-            http_api=http_api,
-            host=host,
-            scheduler_port=scheduler_port,
-            dashboard_port=dashboard_port,
-            start_method=start_method,
-        )
-        return cls._from(backend, scaling)
-
-    @classmethod
-    def wrap(
-        cls,
-        cluster_manager,
-        minimum=1,
-        maximum=None,
-        *,
-        policy="default",
-        interval="500ms",
-        security=None,
-    ) -> ElasticCluster:
-        """Adapt a cluster manager the user built; closing the result never closes it.
-
-        Parameters
-        ----------
-        cluster_manager : distributed.deploy.Cluster
-            ``LocalCluster``, ``KubeCluster``, ``SLURMCluster``, ``GatewayCluster``, ...
-        minimum, maximum, policy, interval
-            As in :meth:`local`.
-        security : None or Security
-            TLS settings of the client.
-        """
-        scaling = _check_scaling(minimum, maximum, policy, interval)
-        return cls._from(ManagerBackend(cluster_manager, security), scaling)
-
-    @classmethod
-    def connect(cls, address, *, timeout=10, security=None) -> ElasticCluster:
-        """Connect to the scheduler at ``address`` to observe it (no scaling, never closed).
-
-        Parameters
-        ----------
-        address : str
-            E.g. ``"tcp://10.0.0.5:8786"``.
-        timeout : float
-            Seconds before a ConnectionError naming the address.
-        security : None or Security
-            TLS settings of the client.
-        """
-        scaling = _check_scaling(1, None, "default", "500ms")
-        return cls._from(AddressBackend(address, timeout, security), scaling)
-
-    @classmethod
-    def _from(cls, backend, scaling) -> ElasticCluster:
-        self = cls.__new__(cls)
-        self._open(backend, scaling)
-        return self
-
-    def _open(self, backend: Backend, scaling: _Scaling):
+    def _open(self, backend: Backend, scaling: Scaling):
         """Check the width, reach the cluster through ``backend`` and start adapting."""
         backend.check_width(scaling.maximum)
         self.minimum, self.maximum, self.policy, self.interval = scaling
