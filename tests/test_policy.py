@@ -13,9 +13,10 @@ from distributed import Adaptive
 from helpers import assert_no_new_worker_processes, worker_pids
 
 from elastic_nb import ElasticCluster
-from elastic_nb.policy import (
+from elastic_nb.policies import (
     POLICIES,
     ActivityRecorder,
+    Lease,
     LeaseBook,
     PredictivePolicy,
     TrainingPolicy,
@@ -139,7 +140,7 @@ def test_lease_reaches_the_width_holds_it_and_releases_it(elastic):
     full = next(i for i, (_, end) in enumerate(widths) if end == 3)
     assert all(start >= 3 for start, _ in widths[full + 1 :]), widths
     assert all(b[0] >= a[1] for a, b in zip(widths, widths[1:], strict=False)), widths
-    assert elastic.adaptive.model["tasks"] == 6
+    assert elastic.adaptive.model.tasks == 6
 
     # after the lease, back to the minimum within the cooldown
     poll(lambda: running(elastic) == 1, timeout=elastic.adaptive.cooldown)
@@ -245,16 +246,14 @@ def test_training_pace_model_on_recorded_iterations():
     policy = TrainingPolicy(None, minimum=1, maximum=4)
     policy.recorder = recorder
     lease = LeaseBook()
-    from elastic_nb.policy import Lease
-
     run = Lease(lease, iterations=30)
     run.steps = steps
     # the run's declaration: 27 iterations left at the median measured pace
     assert run.remaining == 27 and run.seconds_per_iteration == pytest.approx(3.65)
     assert run.remaining_seconds == pytest.approx(27 * 3.65)
     model = policy.fit_model(run, threads_per_worker=1)
-    assert model["tasks"] == 8 and model["task_seconds"] == pytest.approx(0.3)
-    assert model["pause"] == pytest.approx(3.0)
+    assert model.tasks == 8 and model.task_seconds == pytest.approx(0.3)
+    assert model.pause == pytest.approx(3.0)
     # 2 rounds on 4 workers, 3 rounds on 3: within 10 %; 4 rounds on 2 is not
     width, why = policy.pace_width(run, model, now=t)
     assert width == 3, why

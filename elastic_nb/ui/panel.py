@@ -22,7 +22,7 @@ from IPython.display import display
 
 from ..cluster import ElasticCluster
 from ..observe.monitor import Monitor
-from ..policy import POLICIES
+from ..policies import POLICIES
 from .controls import (
     DATASETS,
     LABELS,

@@ -1,0 +1,197 @@
+"""The base of elastic_nb's policies: distributed's ``Adaptive`` plus reasons and leases."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from distributed.deploy import Adaptive
+
+from .._validation import check_float, check_int
+from .leases import LeaseBook
+from .recorder import ActivityRecorder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A policy's own keyword argument: its default and its check.
+
+    Parameters
+    ----------
+    name : str
+    default : int or float
+    kind : {"int", "float"}
+    minimum : int or float or None
+        Smallest value allowed.
+    positive : bool
+        For floats: must be > 0.
+    """
+
+    name: str
+    default: int | float
+    kind: str = "float"
+    minimum: int | float | None = None
+    positive: bool = False
+
+    def check(self, value):
+        """``value`` checked (TypeError/ValueError naming the argument); default for None."""
+        if value is None:
+            return self.default
+        if self.kind == "int":
+            return check_int(self.name, value, minimum=self.minimum)
+        return check_float(self.name, value, minimum=self.minimum, positive=self.positive)
+
+
+def _log_failure(future):
+    """Done-callback of a background ``adapt()``: log its failure, never lose it."""
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("adapting failed", exc_info=future.exception())
+
+
+class ElasticPolicy(Adaptive):
+    """Base of elastic_nb's policies: distributed's ``Adaptive``, announcing its decisions.
+
+    distributed runs the loop: every ``interval``, ``safe_target`` (``target`` clamped to
+    ``minimum``/``maximum``) -> ``recommendations`` (a worker is closed after ``wait_count``
+    consecutive proposals) -> ``scale_up`` / ``scale_down``, with the workers to close chosen
+    by ``Scheduler.workers_to_close`` (``worker_key`` groups, less data first). A policy only
+    changes the target, through :meth:`decide`, and says why.
+
+    **State**
+
+    reason : str
+        Why the last target was what it was.
+    last_target : int or None
+        The last target, after distributed's clamping to ``minimum``/``maximum``.
+    leases : LeaseBook
+        The leases held on the cluster (the cluster's own, or a private empty one).
+    recorder : ActivityRecorder or None
+        The scheduler plugin measuring the cluster, once the policy runs, if
+        :attr:`uses_recorder` and the scheduler is in this process.
+
+    **Methods a subclass provides**
+
+    decide(now, current) -> (int, str)
+        Coroutine: the target (unclamped) and its reason; ``current`` is the planned
+        worker count. The default is distributed's ``Adaptive.target``.
+    on_busy() -> None
+        Called by the recorder when work arrives on an idle cluster (weakly held).
+
+    **Class attributes a subclass sets**
+
+    params : dict of str -> Param
+        The subclass's own keyword arguments; each becomes an attribute.
+    uses_recorder : bool
+        Whether to install the :class:`ActivityRecorder` when the policy starts.
+
+    Parameters
+    ----------
+    cluster : distributed.deploy.Cluster or None
+        None makes a pure object (no loop), for tests of the rules.
+    *args, **kwargs
+        :class:`distributed.deploy.Adaptive`'s (``interval``, ``minimum``, ``maximum``,
+        ``wait_count``, ``target_duration``, ``worker_key``; unset ones come from the
+        ``distributed.adaptive`` configuration) and the subclass's :attr:`params`.
+    announce : callable or None
+        ``announce(action, policy=..., **details)`` for every decision (``"target"``,
+        ``"scale-up"``, ``"scale-down"``) with a ``reason``. A failing one is logged.
+    leases : LeaseBook or None
+        The leases held on the cluster (:class:`~elastic_nb.ElasticCluster` passes its own).
+    """
+
+    params: dict[str, Param] = {}
+    uses_recorder: bool = False
+
+    def __init__(self, cluster=None, *args, announce=None, leases=None, **kwargs):
+        # first, so that __del__ -> stop() works even if a check below raises
+        self.state, self.recorder, self._background = "inactive", None, set()
+        own = {k: kwargs.pop(k) for k in list(kwargs) if k in self.params}
+        for name, param in self.params.items():
+            setattr(self, name, param.check(own.get(name)))
+        self.announce = announce
+        self.leases = leases if leases is not None else LeaseBook()
+        self.reason = "not adapted yet"
+        self.last_target = None
+        super().__init__(cluster, *args, **kwargs)
+
+    @classmethod
+    def check_params(cls, **kwargs):
+        """Validate this policy's own keyword arguments; raise naming the bad one."""
+        for k, v in kwargs.items():
+            if k in cls.params:
+                cls.params[k].check(v)
+
+    # ------------------------------------------------------------- life cycle
+    def _start(self):
+        super()._start()
+        if self.state == "running" and self.uses_recorder and self.recorder is None:
+            self.recorder = ActivityRecorder.install(self.cluster)
+            if self.recorder is not None:
+                self.recorder.subscribe(self.on_busy)
+
+    def stop(self, reason="unknown"):
+        if self.recorder is not None:
+            self.recorder.unsubscribe(self.on_busy)
+        super().stop(reason=reason)
+
+    def on_busy(self):
+        """Work arrived on an idle cluster; the base waits for the next interval."""
+
+    def adapt_soon(self):
+        """Run one ``adapt()`` now, in the background (its failure is logged).
+
+        Call it from the event loop (the recorder's hooks run there)."""
+        if self.state != "running":
+            return
+        task = asyncio.ensure_future(self.adapt())
+        self._background.add(task)  # asyncio holds tasks weakly
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+
+    # ---------------------------------------------------------------- the loop
+    async def target(self):
+        """The target of :meth:`decide` (distributed's ``safe_target`` clamps it)."""
+        n, self.reason = await self.decide(time.time(), len(self.plan))
+        return n
+
+    async def safe_target(self):
+        n = int(await super().safe_target())
+        if n != self.last_target:
+            self._say("target", target=n, reason=self.reason)
+        self.last_target = n
+        return n
+
+    async def decide(self, now, current):
+        """distributed's target, unchanged."""
+        return await Adaptive.target(self), "distributed's adaptive_target"
+
+    async def scale_up(self, n):
+        self._say("scale-up", target=int(n), reason=f"scale up to {n}: {self.reason}")
+        await super().scale_up(n)
+
+    async def scale_down(self, workers):
+        if workers:
+            self._say(
+                "scale-down",
+                retired=[str(w) for w in workers],
+                target=len(self.plan) - len(workers),
+                reason=f"retire {len(workers)} worker(s): {self.reason}",
+            )
+        await super().scale_down(workers)
+
+    def _say(self, action, **details):
+        if self.announce is None:
+            return
+        try:
+            self.announce(action, policy=type(self).__name__, **details)
+        except Exception:  # a listener must never break the adaptive loop
+            logger.exception("announcing %s failed", action)
+
+    def __repr__(self):
+        bounds = f"{self.minimum}..{'inf' if math.isinf(self.maximum) else self.maximum}"
+        return f"<{type(self).__name__} {self.state} {bounds} wait_count={self.wait_count}>"
