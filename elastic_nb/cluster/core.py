@@ -137,11 +137,21 @@ class ElasticCluster(Constructors):
     def adapt(self, minimum=None, maximum=None, policy=None, **kwargs):
         """Scale automatically between ``minimum`` and ``maximum`` workers with ``policy``.
 
-        ``policy`` is a name (``"default"``, ``"training"``, ``"predictive"``) or a subclass
-        of :class:`distributed.deploy.Adaptive`; ``kwargs`` go to it (``interval``,
-        ``wait_count``, ``target_duration`` and the policy's own parameters, e.g.
-        ``cooldown``) and are checked before the running policy is replaced. Omitted
-        arguments keep their values from the last call.
+        Parameters
+        ----------
+        minimum, maximum : int, optional
+            Bounds of the width; omitted, the last ones.
+        policy : str or type, optional
+            ``"default"``, ``"training"``, ``"predictive"`` or a subclass of
+            :class:`distributed.deploy.Adaptive`; omitted, the last one (with its kwargs).
+        **kwargs
+            For the policy: ``interval``, ``wait_count``, ``target_duration`` and its own
+            parameters (e.g. ``cooldown``), checked before the running policy is replaced.
+
+        Returns
+        -------
+        distributed.deploy.Adaptive
+            The running policy.
         """
         self._require_scaling("adapt")
         minimum = self.minimum if minimum is None else check_int("minimum", minimum, minimum=0)
@@ -209,7 +219,13 @@ class ElasticCluster(Constructors):
             )
 
     def scale(self, n):
-        """Stop adapting and run exactly ``n`` workers."""
+        """Stop adapting and run exactly ``n`` workers.
+
+        Parameters
+        ----------
+        n : int
+            Workers to run (a local cluster refuses more than the machine holds).
+        """
         self._require_scaling("scale")
         n = check_int("n", n, minimum=0)
         self.backend.check_width(n)
@@ -219,6 +235,15 @@ class ElasticCluster(Constructors):
 
     def resize_workers(self, threads_per_worker=None, memory_limit=None, timeout=120):
         """Vertical scaling: give every worker new ``threads_per_worker`` / ``memory_limit``.
+
+        Parameters
+        ----------
+        threads_per_worker : int, optional
+            Threads of each new worker; omitted, the current ones.
+        memory_limit : "auto", int or str, optional
+            Memory of each new worker; omitted, the current one.
+        timeout : float
+            Seconds to wait for the new workers.
 
         Rolls the workers of a local cluster: starts as many new workers with the new
         resources as are running, waits for them, then retires the old ones gracefully (their
@@ -282,6 +307,12 @@ class ElasticCluster(Constructors):
     # ---------------------------------------------------------------- observing
     def subscribe(self, listener):
         """Call ``listener(action, **details)`` on every scaling decision, past ones first.
+
+        Parameters
+        ----------
+        listener : callable
+            Called with the action (``"adapt"``, ``"target"``, ``"scale-up"``, ...) and its
+            details, which always include a ``reason``; exceptions it raises are logged.
 
         Each decision reaches the listener exactly once and in order, also one made while
         the past is being replayed to it (see :class:`~elastic_nb.cluster.decisions.DecisionLog`).

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from dask.system import CPU_COUNT
 
-from .._validation import check_int
+from .._validation import check_float, check_int
 from ..policies import check_policy_params, resolve_policy
 from .backends import AddressBackend, Backend, ManagerBackend
 from .local import HTTP_API_ROUTE, LOOPBACK, LocalBackend
@@ -222,6 +222,7 @@ class Constructors:
             TLS settings of the client.
         """
         scaling = check_scaling(1, None, "default", "500ms")
+        timeout = check_float("timeout", timeout, positive=True)
         return cls._from(AddressBackend(address, timeout, security), scaling)
 
     @classmethod
