@@ -78,7 +78,7 @@ class Monitor:
         self.events = RingBuffer(check_int("max_events", max_events, minimum=1))
         self.start_time = time.time()
         self._t0 = time.monotonic()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _subscribers (events lock themselves)
         self._subscribers = []
         self._stop = threading.Event()
         self._thread = None
