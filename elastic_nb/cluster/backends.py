@@ -121,6 +121,11 @@ class ManagerBackend(Backend):
         ``GatewayCluster``, ...).
     security : None, bool or Security
         TLS settings of the client (the manager's own, usually).
+
+    State
+    -----
+    manager : distributed.deploy.Cluster
+        The user's manager: ``adapt`` and ``scale`` go to it; its owner closes it.
     """
 
     def __init__(self, manager, security=None):
@@ -145,6 +150,13 @@ class AddressBackend(Backend):
         Seconds to wait for it before a ConnectionError.
     security : None, bool or Security
         TLS settings of the client.
+
+    State
+    -----
+    address : str, timeout : float
+        Where the scheduler is, and how long :meth:`open` waits for it.
+    manager : None
+        Always: there is nothing to scale, so the ElasticCluster refuses to.
     """
 
     def __init__(self, address, timeout=10, security=None):
