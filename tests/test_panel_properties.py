@@ -8,7 +8,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from elastic_nb import ControlPanel
-from elastic_nb.cluster import _check_memory_limit, check_local_capacity
+from elastic_nb.cluster import check_local_capacity, check_memory_limit
 from elastic_nb.ui.controls import parse_learning_rate
 
 
@@ -25,7 +25,7 @@ def test_any_learning_rate_text_parses_or_names_the_field(text):
 
 def _invalid_launch(minimum, maximum, memory):
     try:
-        check_local_capacity(maximum, 1, _check_memory_limit(memory.strip() or "auto"))
+        check_local_capacity(maximum, 1, check_memory_limit(memory.strip() or "auto"))
     except (ValueError, TypeError):
         return True
     return minimum > maximum

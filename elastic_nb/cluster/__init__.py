@@ -13,9 +13,6 @@ from .decisions import MAX_DECISIONS, DecisionLog
 from .forkserver import WORKER_PRELOAD
 from .local import HTTP_API_ROUTE, LOOPBACK, LocalBackend
 
-#: The name tests and older code import.
-_check_memory_limit = check_memory_limit
-
 __all__ = [
     "HTTP_API_ROUTE",
     "LOOPBACK",
