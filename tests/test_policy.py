@@ -12,12 +12,14 @@ import pytest
 from distributed import Adaptive
 from helpers import assert_no_new_worker_processes, worker_pids
 
+import elastic_nb
 from elastic_nb import ElasticCluster
 from elastic_nb.policies import (
     POLICIES,
     ActivityRecorder,
     Lease,
     LeaseBook,
+    Param,
     PredictivePolicy,
     TrainingPolicy,
     check_policy_params,
@@ -98,6 +100,26 @@ def test_bad_parameters_fail_before_the_running_policy_is_touched(elastic):
         with pytest.raises(ValueError, match=match):
             elastic.training(**kwargs)
     assert elastic.leases.active() == []
+
+
+def test_a_policy_class_or_subclass_is_accepted_by_adapt(elastic):
+    """``adapt(policy=...)`` takes the public classes and subclasses of them, and their
+    own parameters are checked and passed through."""
+
+    class Steady(elastic_nb.TrainingPolicy):
+        params = {**elastic_nb.TrainingPolicy.params, "margin": Param("margin", 1, kind="int")}
+
+    try:
+        with pytest.raises(ValueError, match="margin must be >= 0"):
+            Param("margin", 1, kind="int", minimum=0).check(-1)
+        adaptive = elastic.adapt(policy=Steady, cooldown=5, margin=2)
+        assert isinstance(adaptive, Steady) and adaptive.margin == 2
+        assert adaptive.leases is elastic.leases
+        adaptive = elastic.adapt(policy=elastic_nb.PredictivePolicy, cooldown=1)
+        assert type(adaptive) is PredictivePolicy and adaptive.cooldown == 1
+    finally:
+        elastic.adapt(policy="training", cooldown=5)
+    assert type(elastic.adaptive) is TrainingPolicy
 
 
 def test_unreachable_address_fails_clearly_within_the_timeout():

@@ -47,6 +47,13 @@ class Param:
         return check_float(self.name, value, minimum=self.minimum, positive=self.positive)
 
 
+#: What ``Adaptive`` accepts by keyword (``memory_ratio`` goes to workers_to_close).
+ADAPTIVE_KWARGS = frozenset(
+    {"interval", "minimum", "maximum", "wait_count", "target_duration", "worker_key"}
+    | {"memory_ratio"}
+)
+
+
 def _log_failure(future):
     """Done-callback of a background ``adapt()``: log its failure, never lose it."""
     if not future.cancelled() and future.exception() is not None:
@@ -106,11 +113,17 @@ class ElasticPolicy(Adaptive):
 
     params: dict[str, Param] = {}
     uses_recorder: bool = False
+    #: The parameter names of every policy class defined so far (see :meth:`_own_kwargs`).
+    _every_param: set[str] = set()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        ElasticPolicy._every_param.update(cls.params)
 
     def __init__(self, cluster=None, *args, announce=None, leases=None, **kwargs):
         # first, so that __del__ -> stop() works even if a check below raises
         self.state, self.recorder, self._background = "inactive", None, set()
-        own = {k: kwargs.pop(k) for k in list(kwargs) if k in self.params}
+        own = self._own_kwargs(kwargs)
         for name, param in self.params.items():
             setattr(self, name, param.check(own.get(name)))
         self.announce = announce
@@ -118,6 +131,26 @@ class ElasticPolicy(Adaptive):
         self.reason = "not adapted yet"
         self.last_target = None
         super().__init__(cluster, *args, **kwargs)
+
+    @classmethod
+    def _own_kwargs(cls, kwargs):
+        """Pop this policy's parameters from ``kwargs``, and those of other policies.
+
+        ``Cluster.adapt`` keeps the options of earlier calls (so ``adapt(maximum=2)`` keeps
+        the interval); switching policy therefore brings the old policy's parameters along.
+        They are dropped (and logged); what is left goes to ``Adaptive``, which passes
+        unknown names on to ``Scheduler.workers_to_close``, only ``memory_ratio`` is valid.
+        """
+        own = {k: kwargs.pop(k) for k in list(kwargs) if k in cls.params}
+        foreign = sorted(k for k in kwargs if k in ElasticPolicy._every_param)
+        for k in foreign:
+            kwargs.pop(k)
+        if foreign:
+            logger.info("%s ignores %s (another policy's)", cls.__name__, ", ".join(foreign))
+        unknown = sorted(set(kwargs) - ADAPTIVE_KWARGS)
+        if unknown:
+            raise TypeError(f"unknown argument(s) for policy {cls.__name__}: {', '.join(unknown)}")
+        return own
 
     @classmethod
     def check_params(cls, **kwargs):

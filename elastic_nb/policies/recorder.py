@@ -23,11 +23,11 @@ ACTIVE_STATES = frozenset({"waiting", "queued", "no-worker", "processing"})
 
 
 def _weak(callback):
-    """A weak reference to ``callback`` (bound methods through :class:`weakref.WeakMethod`),
-    so that subscribing never keeps a policy alive."""
+    """A reference to ``callback`` that calling returns it: weak for a bound method (so that
+    subscribing never keeps a policy alive), strong for a plain function."""
     if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
         return weakref.WeakMethod(callback)
-    return weakref.ref(callback)
+    return lambda: callback
 
 
 class ActivityRecorder(SchedulerPlugin):
@@ -55,10 +55,10 @@ class ActivityRecorder(SchedulerPlugin):
 
     **Hooks**
 
-    :meth:`subscribe` registers a callable (held weakly) that is called with no argument
-    when a computation is submitted to an idle cluster, so a policy can decide at once
-    instead of at its next interval. A failing callback is logged, never raised into the
-    scheduler.
+    :meth:`subscribe` registers a callable (a bound method is held weakly) that is called
+    with no argument when a computation is submitted to an idle cluster, so a policy can
+    decide at once instead of at its next interval. A failing callback is logged, never
+    raised into the scheduler.
 
     Parameters
     ----------
@@ -115,7 +115,9 @@ class ActivityRecorder(SchedulerPlugin):
             self.last_busy.setdefault(address, now)
 
     def subscribe(self, callback):
-        """Call ``callback()`` whenever work arrives on an idle cluster (held weakly)."""
+        """Call ``callback()`` whenever work arrives on an idle cluster.
+
+        A bound method is held weakly: it never keeps its object (a policy) alive."""
         self._on_busy.append(_weak(callback))
 
     def unsubscribe(self, callback):

@@ -6,7 +6,7 @@ from dask.utils import parse_timedelta
 from distributed.deploy import Adaptive
 
 from .._validation import check_choice, check_int
-from .base import ElasticPolicy
+from .base import ADAPTIVE_KWARGS, ElasticPolicy
 from .default import DefaultPolicy
 from .predictive import PredictivePolicy
 from .training import TrainingPolicy
@@ -17,11 +17,6 @@ POLICIES: dict[str, type[Adaptive]] = {
     "training": TrainingPolicy,
     "predictive": PredictivePolicy,
 }
-
-#: ``Adaptive`` arguments every policy accepts (besides its own ``params``).
-ADAPTIVE_ARGS = frozenset(
-    {"interval", "minimum", "maximum", "wait_count", "target_duration", "worker_key"}
-)
 
 
 def resolve_policy(policy) -> type[Adaptive]:
@@ -86,9 +81,9 @@ def check_policy_params(policy_class, kwargs):
     if not issubclass(policy_class, ElasticPolicy):
         return
     own = policy_class.params
-    unknown = set(kwargs) - ADAPTIVE_ARGS - set(own)
+    unknown = set(kwargs) - ADAPTIVE_KWARGS - set(own)
     if unknown:
-        expected = ", ".join(sorted((ADAPTIVE_ARGS - {"minimum", "maximum"}) | set(own)))
+        expected = ", ".join(sorted((ADAPTIVE_KWARGS - {"minimum", "maximum"}) | set(own)))
         raise TypeError(
             f"unknown argument(s) for policy {policy_class.__name__}: "
             f"{', '.join(sorted(unknown))} (expected some of {expected})"

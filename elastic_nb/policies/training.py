@@ -93,15 +93,15 @@ class TrainingPolicy(ElasticPolicy):
         """The target and its reason: the rule that applies, see the class docstring."""
         leases = self.leases.active()
         if not leases:
-            return await self.without_lease(current)
+            return self.without_lease(await Adaptive.target(self), current)
         if self.recorder is None:
-            return await self.hold_unmeasured(current)
+            return self.hold_unmeasured(await Adaptive.target(self), current)
         widths = [w for w in (self.lease_width(lease, now) for lease in leases) if w]
         want, why = max(widths) if widths else self.first_iteration_width(leases, current)
         return self.settle(want, why, leases, now, current)
 
     async def recommendations(self, target):
-        if self.in_gap(target, time.time()):
+        if self.in_gap(target, len(self.plan), time.time()):
             return {"status": "same"}  # close counts kept, not cleared: paused
         return await super().recommendations(target)
 
@@ -117,18 +117,17 @@ class TrainingPolicy(ElasticPolicy):
         await super().scale_up(n)
 
     # --------------------------------------------------------------------- rules
-    async def without_lease(self, current):
-        """No lease: distributed's target, and the lease state forgotten."""
+    def without_lease(self, demand, current):
+        """No lease: distributed's target ``demand``, and the lease state forgotten."""
         self.held, self.provisional, self.model, self.down_votes = 0, 0, None, []
-        n = await Adaptive.target(self)
-        if self.leases.ended_at is not None and n < current:
-            return n, "the training run ended: release the workers it no longer needs"
-        return n, "no training run: distributed's adaptive_target"
+        if self.leases.ended_at is not None and demand < current:
+            return demand, "the training run ended: release the workers it no longer needs"
+        return demand, "no training run: distributed's adaptive_target"
 
-    async def hold_unmeasured(self, current):
-        """A lease on a scheduler that cannot be measured: never scale down during it."""
-        n = await Adaptive.target(self)
-        self.held = max(self.held, n, current)
+    def hold_unmeasured(self, demand, current):
+        """A lease on a scheduler that cannot be measured: the largest of distributed's
+        target ``demand`` so far and the current width; never scale down during it."""
+        self.held = max(self.held, demand, current)
         return self.held, "training run in progress (no measurements): never scale down"
 
     def lease_width(self, lease, now):
@@ -191,10 +190,11 @@ class TrainingPolicy(ElasticPolicy):
             return []
         return self.recorder.idle_workers(now, self.cooldown, before=starts[-2])
 
-    def in_gap(self, target, now):
-        """Whether a decrease must wait: a lease is held, the cluster is between two
-        iterations, and the run has not stalled for ``cooldown``."""
-        if target >= len(self.plan) or self.recorder is None or not self.leases.active():
+    def in_gap(self, target, planned, now):
+        """Whether a decrease from ``planned`` workers to ``target`` must wait: a lease is
+        held, the cluster is between two iterations, and the run has not stalled for
+        ``cooldown``."""
+        if target >= planned or self.recorder is None or not self.leases.active():
             return False
         if self.recorder.active > 0:
             return False
