@@ -161,6 +161,7 @@ class ElasticPolicy(Adaptive):
 
     # ------------------------------------------------------------- life cycle
     def _start(self):
+        """Adaptive's start, then the recorder installed and subscribed to (weakly)."""
         super()._start()
         if self.state == "running" and self.uses_recorder and self.recorder is None:
             self.recorder = ActivityRecorder.install(self.cluster)
@@ -168,6 +169,7 @@ class ElasticPolicy(Adaptive):
                 self.recorder.subscribe(self.on_busy)
 
     def stop(self, reason="unknown"):
+        """Stop adapting (``Adaptive.stop``) and unsubscribe from the recorder."""
         if self.recorder is not None:
             self.recorder.unsubscribe(self.on_busy)
         super().stop(reason=reason)
@@ -193,6 +195,7 @@ class ElasticPolicy(Adaptive):
         return n
 
     async def safe_target(self):
+        """distributed's clamp to ``minimum``/``maximum``; a changed target is announced."""
         n = int(await super().safe_target())
         if n != self.last_target:
             self._say("target", target=n, reason=self.reason)
@@ -204,10 +207,12 @@ class ElasticPolicy(Adaptive):
         return await Adaptive.target(self), "distributed's adaptive_target"
 
     async def scale_up(self, n):
+        """Announce, then ``Adaptive.scale_up``."""
         self._say("scale-up", target=int(n), reason=f"scale up to {n}: {self.reason}")
         await super().scale_up(n)
 
     async def scale_down(self, workers):
+        """Announce, then ``Adaptive.scale_down`` (retire gracefully, then close)."""
         if workers:
             self._say(
                 "scale-down",

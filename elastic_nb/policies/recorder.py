@@ -131,9 +131,11 @@ class ActivityRecorder(SchedulerPlugin):
 
     # ------------------------------------------------------------ scheduler hooks
     async def start(self, scheduler):
+        """Plugin hook: attach to the scheduler."""
         self.attach(scheduler)
 
     def transition(self, key, start, finish, *args, stimulus_id=None, **kwargs):
+        """Plugin hook: count active tasks, note busy starts and finished tasks."""
         was, now_active = start in ACTIVE_STATES, finish in ACTIVE_STATES
         if was == now_active:
             if finish == "processing":
@@ -177,10 +179,12 @@ class ActivityRecorder(SchedulerPlugin):
         self.threads.append((time.time(), sum(ws.nthreads for ws in scheduler.workers.values())))
 
     def add_worker(self, scheduler, worker):
+        """Plugin hook: a worker joined."""
         self.last_busy[worker] = time.time()
         self._record_threads(scheduler)
 
     def remove_worker(self, scheduler, worker, **kwargs):
+        """Plugin hook: a worker left."""
         self.last_busy.pop(worker, None)
         self._record_threads(scheduler)
 

@@ -101,6 +101,7 @@ class TrainingPolicy(ElasticPolicy):
         return self.settle(want, why, leases, now, current)
 
     async def recommendations(self, target):
+        """``Adaptive.recommendations``, paused (not reset) while :meth:`in_gap`."""
         if self.in_gap(target, len(self.plan), time.time()):
             return {"status": "same"}  # close counts kept, not cleared: paused
         return await super().recommendations(target)
@@ -113,6 +114,7 @@ class TrainingPolicy(ElasticPolicy):
             self.adapt_soon()
 
     async def scale_up(self, n):
+        """Note when workers were asked for (start-up measurement), then scale up."""
         self.scale_requested_at = time.time()
         await super().scale_up(n)
 
