@@ -46,7 +46,7 @@ class ElasticCluster(Constructors):
 
     A training run tells the policy it is in progress with a lease,
     ``with cluster.training(iterations=K) as run: ... run.step()`` (see
-    :class:`~elastic_nb.policy.Lease`); the ``"training"`` policy scales for it.
+    :class:`~elastic_nb.policies.Lease`); the ``"training"`` policy scales for it.
 
     ``http_api=True`` (local clusters only) also serves the scheduler's own HTTP API
     (``distributed.http.scheduler.api``) on the dashboard's port, bound to 127.0.0.1, so the
