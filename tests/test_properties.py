@@ -14,10 +14,14 @@ from elastic_nb import LinearRegression, LogisticRegression, MLPRegressor
 
 DOCUMENTED = (ValueError, TypeError)
 #: Where a documented input error may come from: elastic_nb's checks and scikit-learn's.
-VALIDATION_FILES = ("elastic_nb/_validation.py", "sklearn/utils/validation.py")
-VALIDATION_PREFIXES = ("_check", "check_", "_validate", "_reject", "_encode", "_as_dask")
+VALIDATION_FILES = (
+    "elastic_nb/_validation.py",
+    "elastic_nb/estimators/validation.py",
+    "sklearn/utils/validation.py",
+)
+VALIDATION_PREFIXES = ("_check", "check_", "_validate", "encode_labels")
 #: The one check that needs a pass over dask data: its statistics reveal NaN or infinity.
-AFTER_FIRST_PASS = "_require_finite"
+AFTER_FIRST_PASS = "require_finite"
 
 
 def raised_by(err) -> set:
