@@ -140,3 +140,35 @@ def test_subscribing_to_a_cluster_while_it_decides_loses_and_repeats_none():
         assert sorted(logged) == list(range(600))
         for seen in listeners:
             assert seen == logged
+
+
+PRELOAD_CHECK = """
+import dask
+{configure}
+from elastic_nb import ElasticCluster
+
+def loaded():
+    import sys
+    return "elastic_nb.engine" in sys.modules
+
+with ElasticCluster(minimum=1, maximum=1) as cluster:
+    cluster.wait_for_workers(1)
+    print(sorted(cluster.client.run(loaded).values()))
+"""
+
+
+@pytest.mark.parametrize("configure", ["", f"dask.config.set({{{KEY!r}: 'forkserver'}})"])
+def test_workers_come_from_a_preloaded_fork_server(configure):
+    """Whether elastic_nb picks the fork server or the user configured it themselves,
+    workers are forked with the kernels already imported (else each imports them, about
+    a second of CPU per worker start). A fresh interpreter: the fork server and its
+    preload list are once per process."""
+    import subprocess
+    import sys
+
+    script = PRELOAD_CHECK.format(configure=configure)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[True]", done.stdout

@@ -135,6 +135,8 @@ class StartMethodNanny(Nanny):
 
     async def instantiate(self):
         if self.start_method is None:
+            if dask.config.get(KEY, None) == "forkserver":
+                _preload_forkserver()  # the user's own fork server, preloaded as ours is
             return await super().instantiate()
         with temporary_config(KEY, self.start_method) as method:
             if method == "forkserver":
