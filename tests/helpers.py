@@ -111,3 +111,33 @@ def read_tables(html):
     parser = _Tables()
     parser.feed(html)
     return parser.tables
+
+
+def async_test(fn, timeout=60):
+    """Run an ``async def`` test in a thread of its own with a fresh event loop.
+
+    distributed's ``gen_test`` runs it in the main thread, which fails with "cannot be
+    called from a running event loop" once Playwright's sync API (the browser tests in the
+    same session) has left its loop marked as running there.
+    """
+    import asyncio
+    import functools
+    import threading
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        outcome = {}
+
+        def target():
+            try:
+                asyncio.run(asyncio.wait_for(fn(*args, **kwargs), timeout))
+            except BaseException as error:  # handed to the test's thread below
+                outcome["error"] = error
+
+        thread = threading.Thread(target=target, name=f"async-test-{fn.__name__}")
+        thread.start()
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+
+    return run

@@ -15,7 +15,8 @@ import dask
 import pytest
 from distributed import Adaptive, Client, LocalCluster, Scheduler, SpecCluster, Worker, wait
 from distributed.metrics import time
-from distributed.utils_test import gen_test, slowinc
+from distributed.utils_test import slowinc
+from helpers import async_test
 
 from elastic_nb.policies import PredictivePolicy, TrainingPolicy
 
@@ -70,7 +71,7 @@ def test_adaptive_local_cluster(policy):
                 assert time() < start + 30
 
 
-@gen_test()
+@async_test
 async def test_min_max(policy):
     async with in_process(threads_per_worker=1) as cluster:
         adaptive = adapt(cluster, policy, minimum=1, maximum=2, interval="20 ms", wait_count=10)
@@ -106,7 +107,7 @@ async def test_min_max(policy):
             assert adaptive.log[-1][1]["status"] == "down"
 
 
-@gen_test()
+@async_test
 async def test_avoid_churn(policy):
     """A brief pause between pieces of work closes no worker (``wait_count``)."""
     async with in_process() as cluster, Client(cluster, asynchronous=True) as client:
@@ -119,7 +120,7 @@ async def test_avoid_churn(policy):
         assert len(adaptive.log) == 1
 
 
-@gen_test()
+@async_test
 async def test_adapt_quickly(policy):
     async with (
         in_process(threads_per_worker=1) as cluster,
@@ -165,7 +166,7 @@ async def test_adapt_quickly(policy):
         assert len(cluster.workers) == 1
 
 
-@gen_test()
+@async_test
 async def test_adapt_down(policy):
     """Redefining adapt with a lower maximum removes workers."""
     async with in_process() as cluster, Client(cluster, asynchronous=True) as client:
@@ -184,7 +185,7 @@ async def test_adapt_down(policy):
         del futures
 
 
-@gen_test()
+@async_test
 async def test_no_more_workers_than_tasks(policy):
     with dask.config.set({"distributed.scheduler.default-task-durations": {"slowinc": 1000}}):
         async with in_process() as cluster:
@@ -218,7 +219,7 @@ async def _target_duration_run(policy, target_duration):
 @pytest.mark.parametrize("target_duration", [5, 1])
 @pytest.mark.parametrize("name", ["Adaptive", "TrainingPolicy"])
 def test_target_duration(name, target_duration):
-    @gen_test()
+    @async_test
     async def run():
         ups, _ = await _target_duration_run(POLICIES[name], target_duration)
         assert 2 <= min(ups) < max(ups) <= 5  # max_scaleup in distributed's test
@@ -231,7 +232,7 @@ def test_predictive_looks_ahead_of_target_duration_but_not_past_the_tasks(target
     """The one designed difference: the predictive policy provisions ahead of the demand
     ``target_duration`` gives (its purpose), but never past what the tasks can use."""
 
-    @gen_test()
+    @async_test
     async def run():
         ups, usable = await _target_duration_run(POLICIES["PredictivePolicy"], target_duration)
         assert min(ups) >= 2 and max(ups) <= usable
@@ -239,7 +240,7 @@ def test_predictive_looks_ahead_of_target_duration_but_not_past_the_tasks(target
     run()
 
 
-@gen_test()
+@async_test
 async def test_worker_keys(policy):
     """Workers of one ``worker_key`` group are closed together (Scheduler.workers_to_close)."""
     async with SpecCluster(
@@ -268,7 +269,7 @@ async def test_worker_keys(policy):
         assert names == {"a-1", "a-2"} or names == {"b-1", "b-2"}
 
 
-@gen_test()
+@async_test
 async def test_adaptive_config(policy):
     cls, extra = policy
     async with in_process() as cluster:
@@ -285,7 +286,7 @@ async def test_adaptive_config(policy):
 
 
 @pytest.mark.parametrize("wait_count", [1, 4])
-@gen_test()
+@async_test
 async def test_wait_count_from_the_config_decides_when_a_worker_goes(policy, wait_count):
     """``distributed.adaptive.wait-count`` idle proposals close a worker, not one fewer."""
     async with in_process(threads_per_worker=1) as cluster:
@@ -306,7 +307,7 @@ async def test_wait_count_from_the_config_decides_when_a_worker_goes(policy, wai
                 await asyncio.sleep(0.01)
 
 
-@gen_test()
+@async_test
 async def test_the_worker_holding_data_stays(policy):
     """Scaling down closes the worker with less data first (Scheduler.workers_to_close)."""
     async with in_process(threads_per_worker=1) as cluster:

@@ -8,7 +8,8 @@ import weakref
 import pytest
 from distributed import Client, LocalCluster, wait
 from distributed.metrics import time
-from distributed.utils_test import gen_test, slowinc
+from distributed.utils_test import slowinc
+from helpers import async_test
 
 from elastic_nb.policies import (
     ActivityRecorder,
@@ -36,7 +37,7 @@ async def until(condition, timeout, every=0.01):
 
 
 @pytest.mark.parametrize("cls", [TrainingPolicy, PredictivePolicy, DefaultPolicy])
-@gen_test()
+@async_test
 async def test_a_dropped_policy_is_collected_and_stops_adapting(cls):
     """Nothing the policy registers (recorder subscription, loop callbacks) keeps it alive:
     dropped without stop(), it is collected and no longer scales, even for a leased run."""
@@ -61,7 +62,7 @@ async def test_a_dropped_policy_is_collected_and_stops_adapting(cls):
         del futures
 
 
-@gen_test()
+@async_test
 async def test_the_recorder_counts_the_tasks_in_flight():
     async with in_process() as cluster, Client(cluster, asynchronous=True) as client:
         recorder = ActivityRecorder.install(cluster)
@@ -78,7 +79,7 @@ async def test_the_recorder_counts_the_tasks_in_flight():
 
 
 @pytest.mark.parametrize(("interval", "delay"), [("20ms", 1.0), ("100ms", 1.5)])
-@gen_test()
+@async_test
 async def test_predictive_never_asks_for_more_workers_than_the_tasks_in_flight(interval, delay):
     """The issue's case (one task asked for 46 workers at 20 ms, 10 at 100 ms), and three
     tasks: every target is at most one worker per task in flight."""
@@ -110,7 +111,7 @@ async def test_predictive_never_asks_for_more_workers_than_the_tasks_in_flight(i
 
 
 @pytest.mark.parametrize("cooldown", [0.0, 1.0])
-@gen_test()
+@async_test
 async def test_predictive_returns_to_the_minimum_within_cooldown_and_wait_count(cooldown):
     """Idle: back at ``minimum`` within cooldown + interval x (wait_count + 1) (+ the time a
     worker takes to retire); no worker is closed sooner than the cooldown after the last
@@ -138,7 +139,7 @@ async def test_predictive_returns_to_the_minimum_within_cooldown_and_wait_count(
         assert first_down - last_up >= cooldown, policy.log
 
 
-@gen_test()
+@async_test
 async def test_training_without_a_lease_returns_as_fast_as_adaptive():
     """No lease, no cooldown: distributed's wait_count alone decides when workers go."""
     interval, wait_count, retire = 0.05, 3, 0.5
