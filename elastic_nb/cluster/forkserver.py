@@ -125,20 +125,32 @@ class StartMethodNanny(Nanny):
     State
     -----
     start_method : str or None
-        Held in dask's config (:func:`temporary_config`) only while :meth:`instantiate`
-        creates the worker process — at start and at every restart.
+        Held in dask's config (:func:`temporary_config`) from this Nanny's start to its
+        close, so its worker and every restart of it get this method.
+    _held : context manager or None
+        The hold, while the Nanny runs.
     """
 
     def __init__(self, *args, start_method=None, **kwargs):
         self.start_method = start_method
+        self._held = None
         super().__init__(*args, **kwargs)
 
-    async def instantiate(self):
-        if self.start_method is None:
-            if dask.config.get(KEY, None) == "forkserver":
-                _preload_forkserver()  # the user's own fork server, preloaded as ours is
-            return await super().instantiate()
-        with temporary_config(KEY, self.start_method) as method:
-            if method == "forkserver":
+    async def start_unsafe(self):
+        """Hold the start method from this Nanny's start to its close: distributed reads it
+        again (``get_mp_context``) at points of a restart outside ``instantiate``."""
+        if self.start_method is not None:
+            self._held = temporary_config(KEY, self.start_method)
+            if self._held.__enter__() == "forkserver":
                 _preload_forkserver()
-            return await super().instantiate()
+        elif dask.config.get(KEY, None) == "forkserver":
+            _preload_forkserver()  # the user's own fork server, preloaded as ours is
+        return await super().start_unsafe()
+
+    async def close(self, *args, **kwargs):
+        try:
+            return await super().close(*args, **kwargs)
+        finally:
+            held, self._held = self._held, None
+            if held is not None:
+                held.__exit__(None, None, None)
