@@ -7,6 +7,7 @@ from helpers import (
     descendants,
     worker_pids,
 )
+from services import gateway_service, slurm_service
 
 from elastic_nb import ControlPanel, ElasticCluster
 
@@ -57,3 +58,20 @@ def browser_type_launch_args(browser_type_launch_args):
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1280, "height": 1000}}
+
+
+# ------------------------------------------------------ real deployment backends
+@pytest.fixture(scope="session")
+def slurm():
+    """A one-node SLURM cluster for the session (skips, with the reason, where it cannot
+    run); fails at the end if a test left a job in the queue."""
+    with slurm_service() as conf:
+        yield conf
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    """A dask-gateway server on 127.0.0.1 for the session (skips where dask-gateway is not
+    installed); fails at the end if a test left a cluster on it."""
+    with gateway_service() as service:
+        yield service

@@ -47,11 +47,20 @@ class Backend:
         The resources of new workers, where the backend sets them (None: the manager's).
     http_api : bool
         Whether the scheduler serves its HTTP API through elastic_nb's doing.
+    startup_estimate : float
+        (class attribute) Seconds a new worker is assumed to take to start, until the
+        policy measures one: a forked process, a batch job and a pod differ by 100x.
+    pending_reason : coroutine function or None
+        (class attribute or method) ``await pending_reason(names)``: why the requested
+        workers ``names`` have not connected yet, in the backend's words; None when the
+        backend has nothing to add.
     """
 
     owns = False
     http_api = False
     threads_per_worker = memory_limit = None
+    startup_estimate = 3.0
+    pending_reason = None
 
     def __init__(self, security=None):
         self.security = check_security(security)

@@ -167,6 +167,9 @@ class ElasticCluster(Constructors):
         extra = {}
         if issubclass(policy_class, ElasticPolicy):
             extra = {"leases": self.leases, "announce": _weak_method(self._announce)}
+            extra["pending"] = self.backend.pending_reason
+            if "startup" in policy_class.params:
+                kwargs.setdefault("startup", self.backend.startup_estimate)
         self._adaptive = self.cluster.adapt(
             Adaptive=policy_class, minimum=minimum, maximum=maximum, **kwargs, **extra
         )

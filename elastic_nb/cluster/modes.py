@@ -16,6 +16,8 @@ from dask.system import CPU_COUNT
 from .._validation import check_float, check_int
 from ..policies import check_policy_params, resolve_policy
 from .backends import AddressBackend, Backend, ManagerBackend
+from .gateway import GatewayBackend, is_gateway_cluster
+from .jobqueue import JobqueueBackend, check_job_options
 from .local import HTTP_API_ROUTE, LOOPBACK, LocalBackend
 
 
@@ -73,6 +75,14 @@ def backend_for(address, cluster, security, connect_timeout, http_api, local) ->
         )
     if address is not None:
         return AddressBackend(address, connect_timeout, security)
+    return manager_backend(cluster, security)
+
+
+def manager_backend(cluster, security) -> Backend:
+    """The backend of a manager the user built: a gateway cluster goes through its adapter
+    (:mod:`.gateway`), any ``distributed.deploy.Cluster`` is adapted as it is."""
+    if is_gateway_cluster(cluster):
+        return GatewayBackend(cluster=cluster)
     return ManagerBackend(cluster, security)
 
 
@@ -206,7 +216,103 @@ class Constructors:
             TLS settings of the client.
         """
         scaling = check_scaling(minimum, maximum, policy, interval)
-        return cls._from(ManagerBackend(cluster_manager, security), scaling)
+        return cls._from(manager_backend(cluster_manager, security), scaling)
+
+    @classmethod
+    def jobqueue(
+        cls,
+        kind="slurm",
+        minimum=0,
+        maximum=4,
+        *,
+        cores=1,
+        memory="2GiB",
+        queue=None,
+        walltime="01:00:00",
+        account=None,
+        policy="training",
+        interval="1s",
+        security=None,
+        host=LOOPBACK,
+        **job_kwargs,
+    ) -> Constructors:
+        """Start a batch-queue cluster (one worker per job) through dask-jobqueue, owned by
+        the result: closing it cancels every job.
+
+        Parameters
+        ----------
+        kind : {"slurm", "pbs", "sge"}
+            The batch system (``SLURMCluster``, ``PBSCluster``, ``SGECluster``).
+        minimum, maximum : int
+            Bounds of the adaptive width, in jobs.
+        cores, memory, queue, walltime, account
+            Each job's cores (its worker's threads), memory, partition or queue, time limit
+            (``"HH:MM:SS"``) and account, as ``sbatch`` / ``qsub`` take them.
+        policy, interval
+            As in :meth:`local`; ``"training"`` keeps a run's jobs for the whole run.
+        security : None, bool or Security
+            TLS for the scheduler, the workers and the client.
+        host : str
+            Where the scheduler listens: 127.0.0.1 unless given. Workers on other nodes
+            need the login node's address (and ``interface=``, ``security=True``).
+        **job_kwargs
+            Passed to the dask-jobqueue class (``job_extra_directives``, ``interface``,
+            ``log_directory``, ...).
+
+        Raises
+        ------
+        ImportError
+            Without dask-jobqueue, with the install hint ``pip install "elastic-nb[hpc]"``.
+        """
+        scaling = check_scaling(minimum, maximum, policy, interval)
+        job = check_job_options(kind, cores, memory, queue, walltime, account)
+        backend = JobqueueBackend(
+            kind, job, host=host, security=security, manager_kwargs=job_kwargs
+        )
+        return cls._from(backend, scaling)
+
+    @classmethod
+    def gateway(
+        cls,
+        address=None,
+        minimum=0,
+        maximum=4,
+        *,
+        proxy_address=None,
+        auth=None,
+        cluster_options=None,
+        policy="training",
+        interval="1s",
+    ) -> Constructors:
+        """Start a cluster on a dask-gateway server, owned by the result: closing it shuts
+        the gateway cluster down. The policy runs here, in the notebook, and drives the
+        gateway's ``scale`` (see :mod:`elastic_nb.cluster.gateway` for why).
+
+        Parameters
+        ----------
+        address, proxy_address : str, optional
+            The gateway's URL and its scheduler proxy; omitted, dask-gateway's
+            configuration (``gateway.address``).
+        auth : str or dask_gateway.auth.GatewayAuth, optional
+            ``"basic"``, ``"kerberos"``, ``"jupyterhub"`` or an auth object.
+        cluster_options : dict, optional
+            The gateway's cluster options (e.g. ``{"worker_cores": 2}``): those it does not
+            offer raise ValueError naming them.
+        minimum, maximum, policy, interval
+            As in :meth:`jobqueue`.
+
+        Raises
+        ------
+        ImportError
+            Without dask-gateway, with ``pip install "elastic-nb[gateway]"``.
+        ConnectionError
+            If no gateway answers at ``address``.
+        """
+        scaling = check_scaling(minimum, maximum, policy, interval)
+        backend = GatewayBackend(
+            address, proxy_address=proxy_address, auth=auth, cluster_options=cluster_options
+        )
+        return cls._from(backend, scaling)
 
     @classmethod
     def connect(cls, address, *, timeout=10, security=None) -> Constructors:

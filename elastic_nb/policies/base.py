@@ -54,6 +54,10 @@ ADAPTIVE_KWARGS = frozenset(
 )
 
 
+#: Seconds between two questions to the backend about workers not connected yet.
+PENDING_EVERY = 2.0
+
+
 def _log_failure(future):
     """Done-callback of a background ``adapt()``: log its failure, never lose it."""
     if not future.cancelled() and future.exception() is not None:
@@ -80,6 +84,12 @@ class ElasticPolicy(Adaptive):
     recorder : ActivityRecorder or None
         The scheduler plugin measuring the cluster, once the policy runs, if
         :attr:`uses_recorder` and the scheduler is in this process.
+    waiting_reason : str or None
+        The backend's last word on why requested workers have not connected (see
+        ``pending``); None while none are awaited.
+    waiting_checked_at : float
+        When the backend was last asked (it is asked at most every
+        :data:`PENDING_EVERY` seconds: ``squeue`` is not free on a busy login node).
 
     **Methods a subclass provides**
 
@@ -109,6 +119,10 @@ class ElasticPolicy(Adaptive):
         ``"scale-up"``, ``"scale-down"``) with a ``reason``. A failing one is logged.
     leases : LeaseBook or None
         The leases held on the cluster (:class:`~elastic_nb.ElasticCluster` passes its own).
+    pending : coroutine function or None
+        ``await pending(names)``: why the requested workers ``names`` have not connected
+        yet, in the backend's words (``"1 job(s) PENDING in queue debug (Resources)"``);
+        announced as a ``"pending"`` decision when it changes.
     """
 
     params: dict[str, Param] = {}
@@ -120,13 +134,14 @@ class ElasticPolicy(Adaptive):
         super().__init_subclass__(**kwargs)
         ElasticPolicy._every_param.update(cls.params)
 
-    def __init__(self, cluster=None, *args, announce=None, leases=None, **kwargs):
+    def __init__(self, cluster=None, *args, announce=None, leases=None, pending=None, **kwargs):
         # first, so that __del__ -> stop() works even if a check below raises
         self.state, self.recorder, self._background = "inactive", None, set()
         own = self._own_kwargs(kwargs)
         for name, param in self.params.items():
             setattr(self, name, param.check(own.get(name)))
-        self.announce = announce
+        self.announce, self.pending = announce, pending
+        self.waiting_reason, self.waiting_checked_at = None, -math.inf
         self.leases = leases if leases is not None else LeaseBook()
         self.reason = "not adapted yet"
         self.last_target = None
@@ -195,12 +210,35 @@ class ElasticPolicy(Adaptive):
         return n
 
     async def safe_target(self):
-        """distributed's clamp to ``minimum``/``maximum``; a changed target is announced."""
+        """distributed's clamp to ``minimum``/``maximum``; a changed target is announced,
+        and so is the backend's reason for workers that are still awaited."""
         n = int(await super().safe_target())
         if n != self.last_target:
             self._say("target", target=n, reason=self.reason)
         self.last_target = n
+        await self.explain_waiting(time.monotonic())
         return n
+
+    async def explain_waiting(self, now):
+        """Ask the backend why the requested workers are not connected yet, and announce
+        a ``"pending"`` decision when its answer changes (a failure is logged)."""
+        if self.pending is None or self.cluster is None:
+            return
+        waiting = list(self.requested - self.observed)
+        if not waiting:
+            self.waiting_reason = None
+            return
+        if now - self.waiting_checked_at < PENDING_EVERY:
+            return
+        self.waiting_checked_at = now
+        try:
+            why = await asyncio.wait_for(self.pending(waiting), PENDING_EVERY)
+        except Exception:
+            logger.warning("asking the backend about pending workers failed", exc_info=True)
+            return
+        if why != self.waiting_reason:
+            self.waiting_reason = why
+            self._say("pending", waiting=len(waiting), reason=why)
 
     async def decide(self, now, current):
         """distributed's target, unchanged."""
