@@ -119,12 +119,14 @@ class GatewayService:
     def list_clusters(self):
         from dask_gateway import Gateway
 
+        from elastic_nb.cluster.gateway import quiet_gateway
+
         gateway = Gateway(**self.kwargs())
         try:
             return gateway.list_clusters()
         finally:
             gateway.close()
-            gateway.close = lambda: None  # dask-gateway 2026.3 closes again in __del__
+            quiet_gateway(gateway)
 
 
 def gateway_missing() -> str | None:

@@ -102,7 +102,7 @@ class GatewayAdapter(Cluster):
 
     def scale_down(self, workers):
         """Workers ``workers`` were retired (or never arrived): lower the gateway's count."""
-        self.count = max(0, len(self.plan - set(workers)))
+        self.count = max(0, self.count - len(set(workers)))  # each one was counted
         self.loop.add_callback(self._send_count)
 
     async def _send_count(self):
@@ -188,9 +188,21 @@ class GatewayBackend(Backend):
         return await self.manager.pending_reason(names)
 
     def close(self, timeout=30):
-        """Close the client and the adapter; shut the gateway cluster down if ours."""
+        """Close the client and the adapter; shut the gateway cluster down if ours (the
+        user's own is left exactly as it was: running, and open)."""
         super().close(timeout)
         if self.manager is not None:
             self.manager.close(timeout=timeout)
-        if self.gateway_cluster is not None:
-            self.gateway_cluster.close(shutdown=self.owns)
+        if self.owns and self.gateway_cluster is not None:
+            self.gateway_cluster.shutdown()
+            quiet_gateway(self.gateway_cluster.gateway)
+
+
+def quiet_gateway(gateway):
+    """Make a closed ``dask_gateway.Gateway`` forget its loop runner.
+
+    dask-gateway 2026.3's ``Gateway.__del__`` closes it a second time, which raises (its
+    loop has stopped) and prints "Exception ignored in ..." with a traceback into the
+    notebook; ``__del__`` does nothing for a gateway without a loop runner."""
+    if hasattr(gateway, "_loop_runner"):
+        del gateway._loop_runner

@@ -13,6 +13,7 @@ from distributed.deploy import Adaptive
 from .._validation import check_float, check_int
 from .leases import LeaseBook
 from .recorder import ActivityRecorder
+from .remote import RemoteRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,10 @@ class ElasticPolicy(Adaptive):
         The leases held on the cluster (the cluster's own, or a private empty one).
     recorder : ActivityRecorder or None
         The scheduler plugin measuring the cluster, once the policy runs, if
-        :attr:`uses_recorder` and the scheduler is in this process.
+        :attr:`uses_recorder`: the plugin itself when the scheduler is in this process, a
+        :class:`~elastic_nb.policies.remote.RemoteRecorder` mirror of it when the
+        scheduler is elsewhere (refreshed at every interval), None until it is installed
+        or where it cannot be.
     waiting_reason : str or None
         The backend's last word on why requested workers have not connected (see
         ``pending``); None while none are awaited.
@@ -176,12 +180,20 @@ class ElasticPolicy(Adaptive):
 
     # ------------------------------------------------------------- life cycle
     def _start(self):
-        """Adaptive's start, then the recorder installed and subscribed to (weakly)."""
+        """Adaptive's start, then the recorder installed and subscribed to (weakly); for a
+        scheduler in another process, installed there in the background."""
         super()._start()
         if self.state == "running" and self.uses_recorder and self.recorder is None:
             self.recorder = ActivityRecorder.install(self.cluster)
             if self.recorder is not None:
                 self.recorder.subscribe(self.on_busy)
+            elif getattr(self.cluster, "scheduler_comm", None) is not None:
+                self._in_background(self._install_remote_recorder())
+
+    async def _install_remote_recorder(self):
+        recorder = await RemoteRecorder.install_remote(self.scheduler)
+        if self.state == "running":
+            self.recorder = recorder
 
     def stop(self, reason="unknown"):
         """Stop adapting (``Adaptive.stop``) and unsubscribe from the recorder."""
@@ -196,16 +208,26 @@ class ElasticPolicy(Adaptive):
         """Run one ``adapt()`` now, in the background (its failure is logged).
 
         Call it from the event loop (the recorder's hooks run there)."""
-        if self.state != "running":
-            return
-        task = asyncio.ensure_future(self.adapt())
+        if self.state == "running":
+            self._in_background(self.adapt())
+
+    def _in_background(self, coroutine):
+        """Run ``coroutine`` as a task of the loop; its failure is logged."""
+        task = asyncio.ensure_future(coroutine)
         self._background.add(task)  # asyncio holds tasks weakly
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_log_failure)
 
     # ---------------------------------------------------------------- the loop
     async def target(self):
-        """The target of :meth:`decide` (distributed's ``safe_target`` clamps it)."""
+        """The target of :meth:`decide` (distributed's ``safe_target`` clamps it), on a
+        fresh view of a remote scheduler's recorder (a failed refresh is logged, and the
+        last view used)."""
+        if isinstance(self.recorder, RemoteRecorder):
+            try:
+                await self.recorder.refresh()
+            except Exception:
+                logger.warning("refreshing the remote recorder failed", exc_info=True)
         n, self.reason = await self.decide(time.time(), len(self.plan))
         return n
 
