@@ -20,6 +20,11 @@ from helpers import async_test
 
 from elastic_nb.policies import PredictivePolicy, TrainingPolicy
 
+#: distributed's deadlines of 1-2 s are for an idle machine; on two shared cores (CI runs
+#: worker processes beside these tests) a scale-up once took 1.6 s. What is tested is that
+#: the policy scales, and in the same order as ``Adaptive``, not how loaded the machine is.
+SLACK = 5
+
 #: name -> (class, extra keyword arguments)
 POLICIES = {
     "Adaptive": (Adaptive, {}),
@@ -79,7 +84,7 @@ async def test_min_max(policy):
             start = time()
             while not cluster.scheduler.workers:
                 await asyncio.sleep(0.01)
-                assert time() < start + 1
+                assert time() < start + 1 * SLACK
 
             await asyncio.sleep(0.2)
             assert len(cluster.scheduler.workers) == 1
@@ -90,7 +95,7 @@ async def test_min_max(policy):
             start = time()
             while len(cluster.scheduler.workers) < 2:
                 await asyncio.sleep(0.01)
-                assert time() < start + 1
+                assert time() < start + 1 * SLACK
 
             assert len(cluster.scheduler.workers) == 2
             await asyncio.sleep(0.5)
@@ -103,7 +108,7 @@ async def test_min_max(policy):
             start = time()
             while len(cluster.scheduler.workers) != 1:
                 await asyncio.sleep(0.01)
-                assert time() < start + 2
+                assert time() < start + 2 * SLACK
             assert adaptive.log[-1][1]["status"] == "down"
 
 
