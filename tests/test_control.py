@@ -315,3 +315,28 @@ def test_tls(cluster, tmp_path):
         with pytest.raises(ssl.SSLError):  # a client that does not trust the certificate
             call(server, "GET", "/status", context=ssl.create_default_context())
         assert call(server, "GET", "/status", context=client)[0] == 200  # still serving
+
+
+# ------------------------------------------------------ through the ElasticCluster
+def test_serve_control_is_off_until_asked_and_closes_with_the_cluster():
+    with ElasticCluster.local(0, 1) as cluster:
+        assert cluster.control is None  # off by default
+        server = cluster.serve_control(token="a-token-of-sixteen+")
+        assert server.url.startswith("http://127.0.0.1:")
+        with pytest.raises(RuntimeError, match="already served"):
+            cluster.serve_control()
+        status, _, answer = call(server, "POST", "/scale", {"n": 1})
+        assert status == 200 and answer["width"] in (0, 1)
+        cluster.wait_for_width(1, timeout=30)
+        assert ("control", server.url) in [(a, d.get("url")) for a, d in cluster.decisions]
+    assert server.closed
+    with pytest.raises(OSError):
+        socket.create_connection((server.host, server.port), timeout=2).close()
+
+
+def test_an_observe_only_cluster_serves_no_control_endpoint(cluster):
+    with (
+        ElasticCluster.connect(cluster.scheduler_address) as observer,
+        pytest.raises(RuntimeError, match="only observes"),
+    ):
+        observer.serve_control()

@@ -10,19 +10,18 @@ is a :class:`~elastic_nb.cluster.backends.Backend`, built by the constructors in
 
 from __future__ import annotations
 
-import os
 import time
 import weakref
-from urllib.parse import urlparse
 
 from .._validation import check_float, check_int
 from ..policies import ElasticPolicy, Lease, LeaseBook, check_policy_params, resolve_policy
 from .backends import Backend
 from .decisions import DecisionLog
+from .endpoints import Endpoints
 from .modes import Constructors, Scaling
 
 
-class ElasticCluster(Constructors):
+class ElasticCluster(Constructors, Endpoints):
     """An adaptive Dask cluster plus the client that talks to it.
 
     Three modes, one backend each (:mod:`elastic_nb.cluster.backends`):
@@ -84,6 +83,7 @@ class ElasticCluster(Constructors):
         self.leases = LeaseBook()
         self.leases.listeners.append(_weak_method(self._on_lease))
         self.client = None
+        self.control = None
         try:
             self.client = backend.open(scaling.minimum)
             self._finalizer = weakref.finalize(self, backend.abandon)
@@ -332,33 +332,6 @@ class ElasticCluster(Constructors):
             return None
         return len(getattr(self.cluster, "requested", ()) or ())
 
-    @property
-    def scheduler_address(self) -> str:
-        return self.client.scheduler.address
-
-    @property
-    def dashboard_link(self) -> str:
-        """Dashboard URL; behind JupyterHub/Binder, the jupyter-server-proxy path."""
-        link = self.client.dashboard_link
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
-        if prefix and link:
-            port = urlparse(link).port
-            return f"{prefix.rstrip('/')}/proxy/{port}/status"
-        return link
-
-    @property
-    def api_url(self) -> str | None:
-        """Base URL of the scheduler's HTTP API (``http_api=True``), else None.
-
-        Routes (distributed's own): ``GET {api_url}/get_workers``, ``GET
-        {api_url}/adaptive_target``, ``GET {api_url}/check_idle`` and ``POST
-        {api_url}/retire_workers`` with ``{"n": k}`` or ``{"workers": [addresses]}``.
-        """
-        if not self.http_api or self.closed:
-            return None
-        link = urlparse(self.client.dashboard_link)
-        return f"{link.scheme}://{link.netloc}/api/v1"
-
     # ------------------------------------------------------------------ closing
     @property
     def closed(self) -> bool:
@@ -370,6 +343,8 @@ class ElasticCluster(Constructors):
         finalizer = getattr(self, "_finalizer", None)
         if finalizer is not None:
             finalizer.detach()
+        if getattr(self, "control", None) is not None:
+            self.control.close()
         self._stop_adapting()
         self.backend.close(timeout)
         if self.owns_cluster and self.cluster is not None:
