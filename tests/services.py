@@ -31,6 +31,17 @@ SBIN = ("/usr/sbin", "/usr/local/sbin")
 SLURM_PROGRAMS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue")
 
 
+#: Set (by .ci/run) where every backend must run: a missing one fails instead of skipping.
+REQUIRED = "ELASTIC_NB_REQUIRE_BACKENDS"
+
+
+def skip_unless_required(reason):
+    """Skip with ``reason``, or fail with it where the backends are required (CI)."""
+    if os.environ.get(REQUIRED):
+        pytest.fail(f"{reason} (and {REQUIRED} is set)")
+    pytest.skip(reason)
+
+
 def _which(program):
     return shutil.which(program, path=os.pathsep.join([os.environ.get("PATH", ""), *SBIN]))
 
@@ -75,7 +86,7 @@ def slurm_service():
     kernels and workers it starts) while it runs."""
     reason = slurm_missing()
     if reason:
-        pytest.skip(reason)
+        skip_unless_required(reason)
     directory = tempfile.mkdtemp(prefix="enb-slurm-")
     env = {**os.environ, "PATH": os.pathsep.join([os.environ["PATH"], *SBIN])}
     up = subprocess.run(
@@ -175,7 +186,7 @@ def gateway_service():
     """A running dask-gateway server on 127.0.0.1; fails if a cluster is left on it."""
     reason = gateway_missing()
     if reason:
-        pytest.skip(reason)
+        skip_unless_required(reason)
     port = _free_base_port()
     directory = tempfile.mkdtemp(prefix="enb-gateway-")
     env = {**os.environ, "ENB_GATEWAY_PORT": str(port), "ENB_GATEWAY_DIR": directory}
