@@ -8,6 +8,7 @@ The math in :mod:`elastic_nb.linear`, :mod:`elastic_nb.families` and
 """
 
 from .blocks import BLOCK_ROWS, chunk_sum
+from .connection import SchedulerLost
 from .graph import GraphReducer, blockwise_sum
 from .persisted import PersistedReducer, persisted_futures
 from .select import colocated, make_reducer
@@ -16,6 +17,7 @@ __all__ = [
     "BLOCK_ROWS",
     "GraphReducer",
     "PersistedReducer",
+    "SchedulerLost",
     "blockwise_sum",
     "chunk_sum",
     "colocated",

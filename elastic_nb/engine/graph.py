@@ -8,6 +8,7 @@ import dask.array as da
 import numpy as np
 
 from .blocks import aligned, chunk_sum
+from .connection import SchedulerWatch, compute_client
 
 #: Chunk results summed per node of the reduction tree.
 SPLIT_EVERY = 8
@@ -45,10 +46,15 @@ class GraphReducer:
     -----
     X, y : dask.array.Array or numpy.ndarray
         The data; numpy data are one chunk, reduced in-process.
+    watch : SchedulerWatch
+        Around each call: the distributed client dask computes X on (if any) losing its
+        scheduler is a :class:`~elastic_nb.engine.connection.SchedulerLost`.
     """
 
     def __init__(self, X, y):
         self.X, self.y = X, y
+        client = None if isinstance(X, np.ndarray) else compute_client(X)
+        self.watch = SchedulerWatch(client)
 
     @property
     def n_chunks(self) -> int:
@@ -67,8 +73,10 @@ class GraphReducer:
         X, y = self._blocks(chunks)
         if isinstance(X, np.ndarray):
             return fn(X, y)[None, :]
-        return np.asarray(per_chunk_array(fn, X, y, size).compute())
+        with self.watch:
+            return np.asarray(per_chunk_array(fn, X, y, size).compute())
 
     def __call__(self, kernel, size: int, chunks=None) -> np.ndarray:
         """Sum of ``kernel`` over the chunks, tree-summed on the workers."""
-        return blockwise_sum(kernel, *self._blocks(chunks), size)
+        with self.watch:
+            return blockwise_sum(kernel, *self._blocks(chunks), size)

@@ -10,6 +10,7 @@ import dask
 import numpy as np
 
 from .blocks import aligned, chunk_sum
+from .connection import SchedulerWatch
 from .placement import layout
 
 #: Seconds between looks at where the chunks are (a scheduler round trip): in between, an
@@ -76,6 +77,9 @@ class PersistedReducer:
         The workers seen at the last look; when new ones join, the chunks are rebalanced
         across all of them (distributed's ``rebalance``), so new workers share the work.
         It runs between two calls, when none of this reducer's tasks is in flight.
+    watch : SchedulerWatch
+        Around each call: the client losing its scheduler (and with it the chunks) is a
+        :class:`~elastic_nb.engine.connection.SchedulerLost`, at once.
     groups : list of _Group
         Per worker, runs of its chunks (:func:`~elastic_nb.engine.placement.layout`); a
         run of several chunks is gathered once into a ChunkGroup future on its worker.
@@ -92,6 +96,7 @@ class PersistedReducer:
         self.x_futures = x_futures
         self.y_futures = y_futures
         self.chunk_bytes = chunk_bytes
+        self.watch = SchedulerWatch(client)
         self.workers = set()
         self.groups = []
         self._looked_at = -np.inf
@@ -159,6 +164,10 @@ class PersistedReducer:
     def map_chunks(self, fn, size: int, chunks=None) -> np.ndarray:
         """Rows ``fn(x_i, y_i)`` (length ``size``) of the chunks i in ``chunks`` (all by
         default), in that order."""
+        with self.watch:
+            return self._map_chunks(fn, chunks)
+
+    def _map_chunks(self, fn, chunks):
         chunks = range(self.n_chunks) if chunks is None else chunks
         look = time.monotonic() - self._looked_at > PLACEMENT_CHECK_SECONDS
         if look or self._lost_a_group():

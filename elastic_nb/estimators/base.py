@@ -53,11 +53,19 @@ class Problem(NamedTuple):
 
 def optimize(run, theta0, checkpointer):
     """``run(theta0, state, on_iteration)`` from the start or from the checkpoint, saving
-    as it goes; a run that had converged is not run again."""
+    as it goes; a run that had converged is not run again.
+
+    If the scheduler is lost, the last completed iteration is saved to the checkpoint
+    (whatever ``checkpoint_every`` is: it is in memory, on this side) and named in the
+    :class:`~elastic_nb.engine.SchedulerLost` raised, so a resume loses no work."""
     theta0, state = checkpointer.start(theta0)
     if state is not None and state.get("converged"):
         return optim.OptimizeResult(theta0, state["loss"], state["iteration"], True, False, state)
-    result = run(theta0, state, checkpointer.on_iteration)
+    try:
+        result = run(theta0, state, checkpointer.on_iteration)
+    except engine.SchedulerLost as lost:
+        lost.iteration, lost.checkpoint = checkpointer.save_last()
+        raise
     final = {**result.state, "converged": result.converged, "loss": float(result.loss)}
     checkpointer.save(result.theta, final)
     return result

@@ -85,6 +85,10 @@ class Checkpointer:
         Its history is saved with the state and restored on resume.
     meta : dict
         What the fit is (estimator, parameters, data shape); a resume checks it matches.
+    last : (theta, state) or None
+        The last completed iteration (or the one resumed from), for :meth:`save_last`.
+    saved : int or None
+        The iteration the checkpoint file holds, as far as this fit knows.
     """
 
     def __init__(self, estimator, checkpoint, every, resume, X, progress):
@@ -103,6 +107,7 @@ class Checkpointer:
             "n_features": int(X.shape[1]),
             "params": {k: v for k, v in params.items() if k not in ("callback", "max_iter")},
         }
+        self.last = self.saved = None
 
     def start(self, theta0):
         """(theta, state) to start from; state None for a fresh run."""
@@ -111,6 +116,7 @@ class Checkpointer:
         saved = checkpoint_io.load(self.path)
         checkpoint_io.check_compatible(saved, {**self.meta, "n_params": len(theta0)}, self.path)
         self.progress.history[:] = saved.history
+        self.last, self.saved = (saved.theta, saved.state), saved.state["iteration"]
         return saved.theta, saved.state
 
     def save(self, theta, state):
@@ -118,8 +124,20 @@ class Checkpointer:
         if self.path is not None:
             meta = {**self.meta, "n_params": len(theta)}
             checkpoint_io.save(self.path, theta, state, self.progress.history, meta)
+            self.saved = state["iteration"]
 
     def on_iteration(self, theta, state):
-        """The optimizers' per-iteration hook: save every ``every`` iterations."""
+        """The optimizers' per-iteration hook: keep the iteration, save every ``every``."""
+        self.last = (theta, state)
         if self.path is not None and state["iteration"] % self.every == 0:
             self.save(theta, state)
+
+    def save_last(self):
+        """Save the last completed iteration if the file does not hold it yet (a fit that
+        cannot go on keeps its work); ``(iteration, path)``, None for either it lacks."""
+        if self.last is None:
+            return None, None
+        theta, state = self.last
+        if self.path is not None and self.saved != state["iteration"]:
+            self.save(theta, state)
+        return state["iteration"], self.path
