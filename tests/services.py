@@ -80,8 +80,40 @@ def wait_until(predicate, timeout, what):
         time.sleep(0.25)
 
 
+_RUNNING = {}  # name -> value: one instance of each service per test process
+
+
 @contextlib.contextmanager
+def shared(name, start):
+    """The running service ``name``, or one started with the context manager ``start()``.
+
+    The notebooks' hooks and the tests' fixtures share one SLURM (its ports are fixed) and one
+    gateway. The first user owns it and stops it; the others are done before it is (the
+    notebooks start theirs at collection and stop it when the session ends, after every
+    fixture)."""
+    if name in _RUNNING:
+        yield _RUNNING[name]
+        return
+    with start() as value:
+        _RUNNING[name] = value
+        try:
+            yield value
+        finally:
+            del _RUNNING[name]
+
+
 def slurm_service():
+    """A running one-node SLURM cluster (shared, see :func:`shared`)."""
+    return shared("slurm", _slurm)
+
+
+def gateway_service():
+    """A running dask-gateway server (shared, see :func:`shared`)."""
+    return shared("gateway", _gateway)
+
+
+@contextlib.contextmanager
+def _slurm():
     """A running one-node SLURM cluster; ``SLURM_CONF`` set in this process (and so in the
     kernels and workers it starts) while it runs."""
     reason = slurm_missing()
@@ -182,7 +214,7 @@ def _healthy(url):
 
 
 @contextlib.contextmanager
-def gateway_service():
+def _gateway():
     """A running dask-gateway server on 127.0.0.1; fails if a cluster is left on it."""
     reason = gateway_missing()
     if reason:

@@ -176,3 +176,28 @@ def test_workers_come_from_a_preloaded_fork_server(configure):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[True]", done.stdout
+
+
+def _record_of(function_name, error):
+    """A log record with the traceback of ``error`` raised in a function of that name."""
+    import logging
+    import sys
+
+    namespace = {}
+    exec(f"def {function_name}(e):\n    raise e", namespace)
+    try:
+        namespace[function_name](error)
+    except BaseException:
+        exc_info = sys.exc_info()
+    return logging.LogRecord("distributed.nanny", logging.ERROR, __file__, 1, "", (), exc_info)
+
+
+def test_only_the_nannys_cancelled_graceful_close_is_kept_out_of_the_notebook():
+    import asyncio
+
+    from elastic_nb.cluster.forkserver import QuietRetirement
+
+    quiet = QuietRetirement()
+    assert not quiet.filter(_record_of("_on_worker_exit", asyncio.CancelledError()))
+    assert quiet.filter(_record_of("_on_worker_exit", RuntimeError("real failure")))
+    assert quiet.filter(_record_of("instantiate", asyncio.CancelledError()))

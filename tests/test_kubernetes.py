@@ -311,3 +311,24 @@ def test_without_dask_kubernetes_the_error_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask_kubernetes", None)
     with pytest.raises(ImportError, match=r'pip install "elastic-nb\[k8s\]"'):
         kubernetes_spec()
+
+
+# ------------------------------------------------------- through the ElasticCluster
+def test_elastic_cluster_kubernetes_checks_the_manifest_then_fails_clearly_without_a_cluster(
+    monkeypatch,
+):
+    from elastic_nb import ElasticCluster
+
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+    bad = broken(lambda m: m["spec"]["worker"].update(replicas="two"))
+    with pytest.raises(ValueError, match=r"spec\.worker\.replicas"):
+        ElasticCluster.kubernetes(bad)
+    with pytest.raises(ValueError, match="maximum must be >= minimum"):
+        ElasticCluster.kubernetes(kubernetes_spec(), minimum=3, maximum=2)
+    threads = set(threading.enumerate())
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match="no Kubernetes cluster reachable"):
+        ElasticCluster.kubernetes(kubernetes_spec(namespace="ml"), 0, 4, timeout=5)
+    assert time.monotonic() - started < 10
+    time.sleep(0.5)
+    assert not [t for t in set(threading.enumerate()) - threads if t.is_alive()]

@@ -16,8 +16,10 @@ worker process (:func:`temporary_config`) and give the user's value back right a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import logging
 import multiprocessing
 import threading
 
@@ -113,6 +115,37 @@ def _preload_forkserver():
     )
 
 
+def _cancelled_exit_handler(record) -> bool:
+    """Whether ``record`` is distributed's log of a Nanny's own graceful close being
+    cancelled as it runs (``_on_worker_exit``, wrapped in ``log_errors``, which logs the
+    ``CancelledError`` at ERROR while a retired worker's nanny closes)."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "_on_worker_exit":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+class QuietRetirement(logging.Filter):
+    """Drop :func:`_cancelled_exit_handler` records: a normal scale-down would otherwise
+    print a traceback into the notebook (distributed 2026.8 logs its own cancellation). Only
+    that record is dropped; every other nanny error still reaches the log."""
+
+    def filter(self, record):
+        return not _cancelled_exit_handler(record)
+
+
+def quiet_retirements():
+    """Add :class:`QuietRetirement` to distributed's nanny logger, once per process."""
+    nanny_logger = logging.getLogger("distributed.nanny")
+    if not any(isinstance(f, QuietRetirement) for f in nanny_logger.filters):
+        nanny_logger.addFilter(QuietRetirement())
+
+
 class StartMethodNanny(Nanny):
     """A Nanny that creates its worker process with its own multiprocessing start method.
 
@@ -139,6 +172,7 @@ class StartMethodNanny(Nanny):
     async def start_unsafe(self):
         """Hold the start method from this Nanny's start to its close: distributed reads it
         again (``get_mp_context``) at points of a restart outside ``instantiate``."""
+        quiet_retirements()
         if self.start_method is not None:
             self._held = temporary_config(KEY, self.start_method)
             if self._held.__enter__() == "forkserver":

@@ -13,11 +13,13 @@ Hand-written because no library adapts one to the other.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from distributed import Client
 from distributed.core import rpc
 from distributed.deploy import Cluster
+from distributed.utils import silence_logging_cmgr
 
 from .backends import Backend
 
@@ -62,12 +64,19 @@ class GatewayAdapter(Cluster):
     scheduler_comm : distributed.core.rpc
         To the scheduler through the gateway's proxy, with the cluster's TLS credentials.
 
+    log_quieting : contextlib.ExitStack
+        distributed's log handlers at ERROR while the adapter lives, as a ``SpecCluster``
+        with ``silence_logs`` has them (``Adaptive`` logs every start, stop and retirement
+        at INFO, which would land in the notebook; the decisions say the same).
+
     ``requested`` and ``plan`` are the connected workers plus a placeholder name for each
     one asked for and not connected yet, so that distributed's ``recommendations`` can
     cancel workers that never arrived before it retires running ones.
     """
 
     def __init__(self, gateway_cluster):
+        self.log_quieting = contextlib.ExitStack()
+        self.log_quieting.enter_context(silence_logging_cmgr(logging.ERROR))
         super().__init__(asynchronous=False, loop=gateway_cluster.loop, name=gateway_cluster.name)
         self.gateway_cluster = gateway_cluster
         self.count = len(gateway_cluster.scheduler_info.get("workers", {}))
@@ -76,6 +85,12 @@ class GatewayAdapter(Cluster):
             connection_args=gateway_cluster.security.get_connection_args("client"),
         )
         self.sync(self._start)
+
+    async def _close(self):
+        try:
+            await super()._close()
+        finally:
+            self.log_quieting.close()
 
     @property
     def security(self):

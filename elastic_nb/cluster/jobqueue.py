@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sys
+import tempfile
 
 from dask.utils import parse_bytes
 from distributed import Client
@@ -30,6 +32,10 @@ INSTALL_HINT = 'pip install "elastic-nb[hpc]"'
 _WALLTIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
 #: Seconds a batch job is assumed to take to become a worker, until one is measured.
 JOB_STARTUP = 5.0
+#: Where the jobs' own output goes unless ``log_directory=`` says otherwise (the batch
+#: system's default, ``slurm-<id>.out`` in the working directory, would litter the notebook's
+#: folder with one file per worker).
+JOB_LOGS = os.path.join(tempfile.gettempdir(), "elastic-nb-jobs")
 
 
 def _optional_str(name, value):
@@ -131,6 +137,7 @@ class JobqueueBackend(Backend):
             "python": sys.executable,
             "scheduler_options": {"host": self.host, "dashboard_address": f"{self.host}:0"},
             **({"interface": "lo"} if self.host == "127.0.0.1" else {}),
+            "log_directory": JOB_LOGS,
             **self.manager_kwargs,
         }
         if self.security is not None:

@@ -28,10 +28,14 @@ from pathlib import Path
 
 import dask
 import yaml
+from distributed import Client
 
 from .._validation import check_float, check_int
+from .backends import Backend
 
 INSTALL_HINT = 'pip install "elastic-nb[k8s]"'
+#: Seconds a worker pod is assumed to take to start (image pull, scheduling), until measured.
+POD_STARTUP = 30.0
 #: The image of this interpreter's dask and Python: the client pickles functions for the
 #: workers, so they must run the notebook's versions, not dask-kubernetes's ``:latest``.
 DEFAULT_IMAGE = (
@@ -350,3 +354,40 @@ def open_kube_cluster(manifest, *, timeout=10, **kwargs):
         namespace=manifest["metadata"].get("namespace"),
         **options,
     )
+
+
+class KubernetesBackend(Backend):
+    """A DaskCluster on Kubernetes that elastic_nb deploys, owns and deletes on close.
+
+    Parameters
+    ----------
+    manifest : dict
+        A DaskCluster (from :func:`kubernetes_spec`), validated now, before anything starts.
+    timeout : float
+        Seconds to wait for the API server.
+
+    State
+    -----
+    manifest : dict
+        What is deployed; :meth:`to_yaml` shows it.
+    timeout : float
+    manager : dask_kubernetes.operator.KubeCluster or None
+        Set by :meth:`open`: a ``distributed.deploy.Cluster`` (the policy attaches to it,
+        and measures its scheduler, in a pod, through the remote recorder).
+    """
+
+    owns = True
+    startup_estimate = POD_STARTUP
+
+    def __init__(self, manifest, timeout=10):
+        validate_spec(manifest)
+        super().__init__(None)
+        self.manifest, self.timeout = manifest, check_float("timeout", timeout, positive=True)
+
+    def open(self, n_workers) -> Client:
+        self.manager = open_kube_cluster(self.manifest, timeout=self.timeout)
+        self.client = Client(self.manager)
+        return self.client
+
+    def to_yaml(self) -> str:
+        return to_yaml(self.manifest)

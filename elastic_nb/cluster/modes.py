@@ -18,6 +18,7 @@ from ..policies import check_policy_params, resolve_policy
 from .backends import AddressBackend, Backend, ManagerBackend
 from .gateway import GatewayBackend, is_gateway_cluster
 from .jobqueue import JobqueueBackend, check_job_options
+from .kubernetes import KubernetesBackend
 from .local import HTTP_API_ROUTE, LOOPBACK, LocalBackend
 
 
@@ -313,6 +314,28 @@ class Constructors:
             address, proxy_address=proxy_address, auth=auth, cluster_options=cluster_options
         )
         return cls._from(backend, scaling)
+
+    @classmethod
+    def kubernetes(
+        cls, manifest, minimum=0, maximum=4, *, policy="training", interval="1s", timeout=10
+    ) -> Constructors:
+        """Deploy ``manifest`` (a DaskCluster) with the Dask Kubernetes operator, owned by
+        the result: closing it deletes the cluster.
+
+        Parameters
+        ----------
+        manifest : dict
+            From :func:`elastic_nb.cluster.kubernetes.kubernetes_spec` (image, namespace,
+            requests and limits); validated offline first, as ``kubectl apply`` would see
+            it (``to_yaml`` shows it).
+        minimum, maximum, policy, interval
+            As in :meth:`jobqueue`; the worker range is elastic_nb's, not the operator's
+            autoscaler's.
+        timeout : float
+            Seconds to wait for the API server before a ConnectionError.
+        """
+        scaling = check_scaling(minimum, maximum, policy, interval)
+        return cls._from(KubernetesBackend(manifest, timeout), scaling)
 
     @classmethod
     def connect(cls, address, *, timeout=10, security=None) -> Constructors:
