@@ -91,7 +91,10 @@ class Backend:
         # A LocalCluster quiets distributed's log handlers for its lifetime and restores
         # them midway through its close: its goodbye lines ("Connection to ... has been
         # closed.") would then reach stderr, i.e. the notebook. Quiet until fully closed.
-        with silence_logging_cmgr(logging.ERROR):
+        # A client that lost its scheduler logs the cancelled reconnect at ERROR as it
+        # closes: expected then, and not for the notebook either.
+        lost = self.client is not None and self.client.status not in ("running", "closed")
+        with silence_logging_cmgr(logging.CRITICAL if lost else logging.ERROR):
             if self.client is not None:
                 self.client.close(timeout=timeout)
             if self.owns and self.manager is not None:
