@@ -20,6 +20,12 @@ workers over time per policy.
     python benchmarks/elasticity.py --quick
     python benchmarks/elasticity.py --workloads light --pauses 3 --policies fixed,training
     python benchmarks/elasticity.py            # the full grid (about two hours on 2 cores)
+    python benchmarks/elasticity.py --backend slurm --workloads light --pauses 3 \
+        --policies fixed,training --maximum 4 --quick    # the same on SLURM jobs
+    python benchmarks/elasticity.py --latency   # worker start latency per backend
+
+``--backend slurm`` runs every worker as a real ``sbatch`` job (dask-jobqueue) on the one-node
+SLURM the tests use, started here if it is not running (``benchmarks/backends.py``).
 
 The light and heavy workloads are ``time.sleep`` tasks (they need no CPU, so 8 workers on a
 2-core machine behave like 8 real ones); the numpy workload is real arithmetic and therefore
@@ -38,9 +44,9 @@ from pathlib import Path
 
 import dask.config
 import numpy as np
+from backends import BACKENDS, open_cluster, running, worker_start_latency
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from elastic_nb import ElasticCluster
 from elastic_nb.datasets import make_regression
 
 POLICIES = ("fixed", "default", "default-wait10", "training", "predictive")
@@ -104,22 +110,22 @@ def wait_until(condition, timeout, every=0.05):
     return condition()
 
 
-def start_cluster(policy, maximum):
+def start_cluster(policy, maximum, backend="local", service=None):
     if policy == "fixed":
-        cluster = ElasticCluster(minimum=maximum, maximum=maximum)
+        cluster = open_cluster(backend, maximum, maximum, "default", service or {})
         cluster.scale(maximum)
         cluster.wait_for_workers(maximum, timeout=120)
         return cluster
     name = "default" if policy.startswith("default") else policy
-    cluster = ElasticCluster(minimum=1, maximum=maximum, policy=name)
+    cluster = open_cluster(backend, 1, maximum, name, service or {})
     if policy == "default-wait10":
         cluster.adapt(policy="default", wait_count=10)
     cluster.wait_for_workers(1, timeout=120)
     return cluster
 
 
-def run_one(workload, pause, policy, maximum, spec, slowdown=1.1):
-    cluster = start_cluster(policy, maximum)
+def run_one(workload, pause, policy, maximum, spec, slowdown=1.1, backend="local", service=None):
+    cluster = start_cluster(policy, maximum, backend, service)
     try:
         scheduler = cluster.cluster.scheduler
         log = WorkerLog(scheduler)
@@ -196,6 +202,7 @@ def run_one(workload, pause, policy, maximum, spec, slowdown=1.1):
         if b["start_workers"] < a["end_workers"]
     )
     return {
+        "backend": backend,
         "workload": workload,
         "pause": pause,
         "policy": policy,
@@ -234,9 +241,10 @@ async def _add_plugin(scheduler, plugin):
 
 def summarize(runs):
     """Ratios against the fixed-maximum run of the same workload and pause."""
-    fixed = {(r["workload"], r["pause"]): r for r in runs if r["policy"] == "fixed"}
+    key = lambda r: (r.get("backend", "local"), r["workload"], r["pause"])  # noqa: E731
+    fixed = {key(r): r for r in runs if r["policy"] == "fixed"}
     for r in runs:
-        ref = fixed.get((r["workload"], r["pause"]))
+        ref = fixed.get(key(r))
         if ref:
             r["wall_ratio"] = round(r["wall"] / ref["wall"], 3)
             r["cost_ratio"] = round(r["worker_seconds"] / ref["worker_seconds"], 3)
@@ -270,13 +278,14 @@ def start_latency(r):
 
 def table(runs):
     lines = [
-        "| workload | pause | policy | wall s | worker-s | wall × fixed | cost × fixed "
+        "| backend | workload | pause | policy | wall s | worker-s | wall × fixed | cost × fixed "
         "| starts / stops | flaps | peak (s to peak) | worker start s | release s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
-            f"| {r['workload']} | {r['pause']:g} | {r['policy']} | {r['wall']:.1f} "
+            f"| {r.get('backend', 'local')} | {r['workload']} | {r['pause']:g} | {r['policy']} "
+            f"| {r['wall']:.1f} "
             f"| {r['worker_seconds']:.0f} | {r.get('wall_ratio', float('nan')):.2f} "
             f"| {r.get('cost_ratio', float('nan')):.2f} | {r['worker_starts']} / "
             f"{r['worker_stops']} | {r['flaps']} | {r['peak_workers']} "
@@ -359,12 +368,97 @@ def render(out: Path, merge: list, draw: bool):
         svg(runs, workload, pause, maximum, out.parent / f"workers-{workload}-{pause:g}.svg")
 
 
+def _cell(r):
+    return (r.get("backend", "local"), r["workload"], r["pause"], r["policy"])
+
+
+def measure(args, workloads, pauses, policies, service, out, earlier):
+    """Every (workload, pause, policy) on ``args.backend``; the file is rewritten after
+    each run, so an interrupted grid keeps what it measured. Long because it is the loop
+    and the file it writes, in one place."""
+    runs, started, load_before = [], time.time(), os.getloadavg()
+
+    for workload in workloads:
+        spec = {**WORKLOADS[workload], **(QUICK[workload] if args.quick else {})}
+        for pause in pauses:
+            for policy in policies:
+                t = time.time()
+                r = run_one(
+                    workload,
+                    pause,
+                    policy,
+                    args.maximum,
+                    spec,
+                    args.slowdown,
+                    args.backend,
+                    service,
+                )
+                r["spec"], r["slowdown"] = spec, args.slowdown
+                runs.append(r)
+                summarize(runs)
+                print(
+                    f"{workload:6s} pause {pause:g} {policy:15s} wall {r['wall']:7.1f} s "
+                    f"({r.get('wall_ratio', 1):.2f}×) cost {r['worker_seconds']:7.0f} w·s "
+                    f"({r.get('cost_ratio', 1):.2f}×) starts {r['worker_starts']:3d} "
+                    f"flaps {r['flaps']} [{time.time() - t:.0f} s]",
+                    flush=True,
+                )
+                target = check_targets(r, args.maximum)
+                if target:
+                    print("        training targets:", target, flush=True)
+                result = {
+                    "benchmark": "elasticity",
+                    "backend": args.backend,
+                    "maximum": args.maximum,
+                    "quick": args.quick,
+                    "start_method": args.start_method,
+                    "machine": {
+                        "cpus": os.cpu_count(),
+                        "python": sys.version.split()[0],
+                        "platform": platform.platform(),
+                        "loadavg_before": load_before,
+                        "loadavg_after": os.getloadavg(),
+                    },
+                    "seconds": round(time.time() - started, 1),
+                    "runs": [e for e in earlier if _cell(e) not in {_cell(r) for r in runs}] + runs,
+                    "targets": [
+                        {"workload": r["workload"], "pause": r["pause"], **tg}
+                        for r in runs
+                        if (tg := check_targets(r, args.maximum))
+                    ],
+                }
+                out.write_text(json.dumps(result, indent=1))
+    return runs
+
+
+def measure_latency(path):
+    """Worker start latency of every backend, into ``path``."""
+    rows = []
+    for backend in BACKENDS:
+        rows.append(worker_start_latency(backend))
+        print(f"{backend:8s} start latency {rows[-1]['median']:.2f} s {rows[-1]['seconds']}")
+    result = {
+        "benchmark": "backend start latency",
+        "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
+        "backends": rows,
+    }
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", default="light,heavy,numpy")
     parser.add_argument("--pauses", default="0,1,3")
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--maximum", type=int, default=8)
+    parser.add_argument("--backend", choices=BACKENDS[:2], default="local")
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="measure only the worker start latency of every backend (3 starts each), into "
+        "results/backend-latency.json",
+    )
     parser.add_argument(
         "--slowdown", type=float, default=1.1, help="the training lease's pace preference"
     )
@@ -399,6 +493,9 @@ def main(argv=None):
         "policy measured in several files is drawn from the first)",
     )
     args = parser.parse_args(argv)
+    if args.latency:
+        measure_latency(Path(args.out).parent / "backend-latency.json")
+        return
     if args.table:
         render(Path(args.out), [Path(m) for m in args.merge], args.svg)
         return
@@ -422,57 +519,11 @@ def main(argv=None):
     dask.config.set({"distributed.worker.multiprocessing-method": args.start_method})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    runs, earlier = [], []
+    earlier = []
     if args.append and out.exists():
         earlier = json.loads(out.read_text()).get("runs", [])
-    started = time.time()
-    load_before = os.getloadavg()
-    for workload in workloads:
-        spec = {**WORKLOADS[workload], **(QUICK[workload] if args.quick else {})}
-        for pause in pauses:
-            for policy in policies:
-                t = time.time()
-                r = run_one(workload, pause, policy, args.maximum, spec, args.slowdown)
-                r["spec"], r["slowdown"] = spec, args.slowdown
-                runs.append(r)
-                summarize(runs)
-                print(
-                    f"{workload:6s} pause {pause:g} {policy:15s} wall {r['wall']:7.1f} s "
-                    f"({r.get('wall_ratio', 1):.2f}×) cost {r['worker_seconds']:7.0f} w·s "
-                    f"({r.get('cost_ratio', 1):.2f}×) starts {r['worker_starts']:3d} "
-                    f"flaps {r['flaps']} [{time.time() - t:.0f} s]",
-                    flush=True,
-                )
-                target = check_targets(r, args.maximum)
-                if target:
-                    print("        training targets:", target, flush=True)
-                result = {
-                    "benchmark": "elasticity",
-                    "maximum": args.maximum,
-                    "quick": args.quick,
-                    "start_method": args.start_method,
-                    "machine": {
-                        "cpus": os.cpu_count(),
-                        "python": sys.version.split()[0],
-                        "platform": platform.platform(),
-                        "loadavg_before": load_before,
-                        "loadavg_after": os.getloadavg(),
-                    },
-                    "seconds": round(time.time() - started, 1),
-                    "runs": [
-                        e
-                        for e in earlier
-                        if (e["workload"], e["pause"], e["policy"])
-                        not in {(r["workload"], r["pause"], r["policy"]) for r in runs}
-                    ]
-                    + runs,
-                    "targets": [
-                        {"workload": r["workload"], "pause": r["pause"], **tg}
-                        for r in runs
-                        if (tg := check_targets(r, args.maximum))
-                    ],
-                }
-                out.write_text(json.dumps(result, indent=1))
+    with running(args.backend) as service:
+        runs = measure(args, workloads, pauses, policies, service, out, earlier)
     print(table(runs))
     if args.svg:
         for workload in workloads:
