@@ -102,5 +102,17 @@ def test_a_bad_option_submits_no_job(slurm):
         ElasticCluster.jobqueue("slurm", 0, 2, walltime="soon")
     with pytest.raises(ValueError, match="maximum must be >= minimum"):
         ElasticCluster.jobqueue("slurm", 3, 2)
-    assert time.monotonic() - started < 5
+    with pytest.raises(ValueError, match=r"queue 'nosuch' is not a SLURM partition here \(debug\)"):
+        ElasticCluster.jobqueue("slurm", 1, 2, queue="nosuch")
+    assert time.monotonic() - started < 10
     assert set(squeue_jobs()) == before
+
+
+def test_no_slurm_controller_is_a_clear_error_within_seconds(monkeypatch, tmp_path):
+    """A SLURM_CONF that leads nowhere: sinfo alone would retry for a minute."""
+    pytest.importorskip("dask_jobqueue")
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "missing.conf"))
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match="SLURM"):
+        ElasticCluster.jobqueue("slurm", 0, 2)
+    assert time.monotonic() - started < 15

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import re
+import subprocess
 import sys
 import tempfile
 
@@ -132,6 +133,8 @@ class JobqueueBackend(Backend):
         self.threads_per_worker, self.memory_limit = job["cores"], job["memory"]
 
     def open(self, n_workers) -> Client:
+        if self.kind == "slurm":
+            check_slurm_partition(self.job["queue"])
         options = {
             "processes": 1,
             "python": sys.executable,
@@ -156,6 +159,33 @@ class JobqueueBackend(Backend):
         if self.kind != "slurm":
             return f"{len(jobs)} job(s) submitted to {self.kind.upper()}, not connected yet"
         return await squeue_reason(jobs)
+
+
+def check_slurm_partition(queue, timeout=10):
+    """Ask SLURM (``sinfo``) for its partitions before any job is submitted.
+
+    Raises
+    ------
+    ConnectionError
+        If no SLURM controller answers within ``timeout`` seconds (``sinfo`` itself would
+        retry for a minute), naming what ``sinfo`` said.
+    ValueError
+        If ``queue`` is not one of the partitions, listing them.
+    """
+    try:
+        done = subprocess.run(
+            ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=timeout
+        )
+    except FileNotFoundError as err:
+        raise ConnectionError("SLURM's sinfo is not installed here: no SLURM to submit to") from err
+    except subprocess.TimeoutExpired as err:
+        raise ConnectionError(f"SLURM did not answer sinfo within {timeout:g} s") from err
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise ConnectionError(f"SLURM does not answer (sinfo: {said[0]})")
+    partitions = [p.rstrip("*") for p in done.stdout.split()]
+    if queue is not None and queue not in partitions:
+        raise ValueError(f"queue {queue!r} is not a SLURM partition here ({', '.join(partitions)})")
 
 
 async def squeue_reason(job_ids):
