@@ -20,9 +20,10 @@ import traceback
 import ipywidgets as w
 from IPython.display import display
 
-from ..cluster import ElasticCluster
+from ..cluster.choices import open_backend
 from ..observe.monitor import Monitor
 from ..policies import POLICIES
+from .backends import OBSERVE_ONLY, BackendControls
 from .controls import (
     DATASETS,
     LABELS,
@@ -55,6 +56,10 @@ class ControlPanel:
     cluster : ElasticCluster or None
         The cluster this panel launched or connected to; :meth:`shutdown` closes it (a
         cluster the panel only connected to is left running; only the client closes).
+    backends : BackendControls
+        The backend menu (``backend``) and each backend's fields (``address``,
+        ``threads``, ``memory``, ...): what Launch opens, from
+        :data:`elastic_nb.cluster.choices.BACKENDS`.
     monitor : Monitor or None
         Samples ``cluster``; every label and plot reads from it. It outlives a shutdown,
         so the plots keep the run until the next launch.
@@ -99,6 +104,7 @@ class ControlPanel:
             if getattr(widget, "comm", None) is not None:
                 self.updater.guard(widget)
         self.updater.renderers += [
+            lambda: self.backends.render(self),
             lambda: render_controls(self),
             self.plots.refresh,
             lambda: render_status(self),
@@ -113,12 +119,12 @@ class ControlPanel:
         self._rendered()
 
     def _build_cluster_controls(self, minimum, maximum, policy):
-        self.backend = dropdown(["local", "scheduler address"], "local", "backend", "backend")
-        self.address = text("", "address", "address", placeholder="tls://host:8786")
+        self.backends = BackendControls()
+        self.backend, fields = self.backends.menu, self.backends.fields
+        self.address, self.threads = fields["address"], fields["threads_per_worker"]
+        self.memory = fields["memory_limit"]
         self.minimum = integer(minimum, "minimum", "minimum", 0, 512)
         self.maximum = integer(maximum, "maximum", "maximum", 1, 512)
-        self.threads = integer(1, "threads", "threads/worker", 1, 256)
-        self.memory = text("auto", "memory", "memory/worker")
         self.policy = dropdown(list(POLICIES), policy, "policy", "policy")
         self.launch_button = button("launch", "Launch", "play", button_style="success")
         self.shutdown_button = button("shutdown", "Stop cluster", "power-off", disabled=True)
@@ -156,9 +162,9 @@ class ControlPanel:
         row = w.HBox
         return [
             w.HTML("<b>Cluster</b>"),
-            row([self.backend, self.address]),
+            *self.backends.top_rows(),
             row([self.minimum, self.maximum, self.policy]),
-            row([self.threads, self.memory]),
+            *self.backends.field_rows(),
             row([self.launch_button, self.shutdown_button, self.scale_to, self.scale_button]),
             row([self.workers, self.dashboard]),
             w.HTML("<b>Training</b>"),
@@ -254,26 +260,26 @@ class ControlPanel:
 
     # ----------------------------------------------------------------- cluster
     def _new_cluster(self):
-        if self.backend.value == "local":
-            memory = self.memory.value.strip()
-            return ElasticCluster(
-                minimum=self.minimum.value,
-                maximum=self.maximum.value,
-                threads_per_worker=self.threads.value,
-                memory_limit=memory if memory else "auto",
-                policy=self.policy.value,
-            )
-        address = self.address.value.strip()
-        if not address:
-            raise ValueError("enter the scheduler's address, e.g. tcp://10.0.0.5:8786")
-        return ElasticCluster(address=address, connect_timeout=5)
+        choice = self.backends.choice
+        return open_backend(
+            choice.name,
+            self.minimum.value,
+            self.maximum.value,
+            self.policy.value,
+            **self.backends.values(),
+        )
 
     def launch(self):
-        """Start an adaptive local cluster (or connect to the scheduler address)."""
+        """Start an adaptive cluster on the chosen backend (or connect to the scheduler
+        address, to observe it)."""
+        self.updater.flush()  # the fields show the backend chosen just before
+        choice = self.backends.choice
         if self.cluster is not None or self.launching:
             self._fail(RuntimeError("a cluster is running; stop it first"))
+        if not self.backends.available[choice.name]:
+            self._fail(ImportError(choice.missing()))
         self.launching = True
-        self._say("launching…" if self.backend.value == "local" else "connecting…")
+        self._say("connecting…" if choice.observe_only else f"launching ({choice.label})…")
         try:
             cluster = self._reporting(self._new_cluster)
             try:
@@ -285,8 +291,11 @@ class ControlPanel:
             self.plots.follow(self.monitor)
         finally:
             self.launching = False
-        self._say(f"cluster running at {self.cluster.scheduler_address}")
-        return self.cluster
+        if cluster.can_scale:
+            self._say(f"cluster running at {cluster.scheduler_address}")
+        else:
+            self._say(f"connected to {cluster.scheduler_address}; {OBSERVE_ONLY}")
+        return cluster
 
     def _policy_changed(self, change):
         """A new policy in the menu re-adapts the running cluster at once."""

@@ -22,8 +22,11 @@ def render_controls(panel):
     cluster, trainer = panel.cluster, panel.trainer  # read once: another thread may reset it
     running = cluster is not None
     training, paused = panel.training, panel.paused
-    local = panel.backend.value == "local"
-    _set(panel.launch_button, disabled=running or panel.launching)
+    backends = panel.backends
+    observed = backends.choice.observe_only
+    installed = backends.available[backends.choice.name]
+    _set(panel.launch_button, disabled=running or panel.launching or not installed)
+    _set(panel.backend, disabled=running or panel.launching)
     _set(panel.shutdown_button, disabled=not running)
     _set(panel.scale_button, disabled=not (running and cluster.can_scale))
     _set(panel.train_button, disabled=not running or training)
@@ -34,9 +37,8 @@ def render_controls(panel):
         description="Resume" if paused else "Pause",
         icon="play" if paused else "pause",
     )
-    _set(panel.address.layout, display="none" if local else None)
-    for control in (panel.minimum, panel.maximum, panel.threads, panel.memory, panel.policy):
-        _set(control, disabled=not local)
+    for control in (panel.minimum, panel.maximum, panel.policy):
+        _set(control, disabled=observed)
     solvers = MODELS[panel.model_choice.value][1]
     if tuple(panel.solver.options) != solvers:
         keep = panel.solver.value if panel.solver.value in solvers else solvers[0]
