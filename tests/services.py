@@ -12,6 +12,7 @@ cannot run it, and that fails if the tests left a job or a gateway cluster behin
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -159,17 +160,26 @@ class GatewayService:
         """The arguments of ``ElasticCluster.gateway`` / ``dask_gateway.Gateway``."""
         return {"address": self.address, "proxy_address": self.proxy_address, "auth": self.auth()}
 
-    def list_clusters(self):
-        from dask_gateway import Gateway
+    def list_clusters(self, user=None):
+        """The running clusters of ``user`` (default: the tests' own user)."""
+        from dask_gateway import BasicAuth, Gateway
 
         from elastic_nb.cluster.gateway import quiet_gateway
 
-        gateway = Gateway(**self.kwargs())
+        kwargs = self.kwargs()
+        if user is not None:
+            kwargs["auth"] = BasicAuth(user, "")
+        gateway = Gateway(**kwargs)
         try:
             return gateway.list_clusters()
         finally:
             gateway.close()
             quiet_gateway(gateway)
+
+    def any_clusters(self):
+        """Whether the tests' user, or this process's user (dask-gateway's default login,
+        the panel's and the notebook's), has a cluster running."""
+        return any(self.list_clusters(user) for user in {self.user, getpass.getuser()})
 
 
 def gateway_missing() -> str | None:
@@ -231,7 +241,7 @@ def _gateway():
     try:
         wait_until(lambda: _healthy(f"{service.address}/api/health"), 60, "gateway not healthy")
         yield service
-        wait_until(lambda: not service.list_clusters(), 30, "gateway clusters left running")
+        wait_until(lambda: not service.any_clusters(), 30, "gateway clusters left running")
     finally:
         _stop(server)
         log.close()
