@@ -8,7 +8,6 @@ cell says so and skips; where ``ELASTIC_NB_REQUIRE_BACKENDS`` is set (CI), that 
 Both are stopped when the session ends, and a job or gateway cluster left behind fails it.
 """
 
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -20,18 +19,19 @@ from services import (  # noqa: E402  (tests/ is not a package)
     REQUIRED,
     gateway_missing,
     gateway_service,
+    hold,
+    release_all,
     slurm_missing,
     slurm_service,
 )
 
 NEEDS_BACKENDS = "06-beyond-one-machine"
-_stack = contextlib.ExitStack()
 
 
 def _start(missing, service):
     reason = missing()
     if reason is None:
-        return _stack.enter_context(service())
+        return hold(service())
     if os.environ.get(REQUIRED):
         raise pytest.UsageError(f"{NEEDS_BACKENDS} needs it: {reason} ({REQUIRED} is set)")
     return None
@@ -49,8 +49,10 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    """Stop the services (if the tests' process check has not already): a job or a gateway
+    cluster left behind, or a service that failed to stop, fails the session."""
     try:
-        _stack.close()
-    except AssertionError as err:  # a job or a gateway cluster was left behind
+        release_all()
+    except Exception as err:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        print(f"\n{NEEDS_BACKENDS}: {err}", file=sys.stderr)
+        print(f"\n{NEEDS_BACKENDS}: stopping the backends failed: {err!r}", file=sys.stderr)

@@ -7,7 +7,7 @@ from helpers import (
     descendants,
     worker_pids,
 )
-from services import gateway_service, slurm_service
+from services import gateway_service, release_all, slurm_service
 
 from elastic_nb import ControlPanel, ElasticCluster
 
@@ -19,14 +19,23 @@ def _wait_gone(processes, timeout):
 
 @pytest.fixture(scope="session", autouse=True)
 def no_orphan_processes():
-    """The whole run must leave no process behind: workers, schedulers, servers, browsers."""
+    """The whole run must leave no process behind: workers, schedulers, servers, browsers.
+    The backends the notebooks' hook holds for the session are stopped first (their own
+    check fails if a job or a gateway cluster was left)."""
     yield
+    left = None
+    try:
+        release_all()
+    except AssertionError as err:
+        left = str(err)
     alive = _wait_gone(descendants(), timeout=15)
     if alive:
         described = [f"{p.pid}: {' '.join(p.cmdline()[:6])}" for p in alive]
         for p in alive:
             p.kill()
         pytest.fail(f"processes left running after the tests: {described}")
+    if left:
+        pytest.fail(left)
 
 
 @pytest.fixture(scope="module")

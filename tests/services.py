@@ -82,6 +82,19 @@ def wait_until(predicate, timeout, what):
 
 
 _RUNNING = {}  # name -> value: one instance of each service per test process
+#: Services held for the whole session by a hook that cannot use fixtures (the notebooks').
+SESSION = contextlib.ExitStack()
+
+
+def hold(service):
+    """Enter ``service`` (a context manager) until :func:`release_all`."""
+    return SESSION.enter_context(service)
+
+
+def release_all():
+    """Stop the services :func:`hold` entered (idempotent). Called by the session's
+    process check before it looks for orphans, and by the notebooks' hook at the end."""
+    SESSION.close()
 
 
 @contextlib.contextmanager

@@ -79,6 +79,22 @@ def test_a_job_waiting_in_the_queue_is_explained_in_the_queues_words(slurm):
     wait_until(lambda: not squeue_jobs(), 30, "the pending job was not cancelled on close")
 
 
+@pytest.mark.slow
+def test_a_job_slurm_refuses_is_a_decision_in_its_words_not_a_traceback(slurm, capfd):
+    """More memory than the node has: sbatch refuses the job at submission."""
+    with ElasticCluster.jobqueue("slurm", 0, 1, **{**JOB, "memory": "500GiB"}) as cluster:
+        reasons = []
+        cluster.subscribe(
+            lambda action, **d: reasons.append(d["reason"]) if action == "pending" else None
+        )
+        waiting = cluster.client.submit(sum, [1, 2])  # work, so the policy asks for a job
+        wait_until(lambda: reasons, 30, "no 'pending' decision")
+        waiting.cancel()
+        assert reasons[-1].startswith("1 job(s) refused by SLURM: sbatch: error:"), reasons
+    assert "Traceback" not in capfd.readouterr().err
+    assert not squeue_jobs()
+
+
 def test_job_options_are_checked_before_anything_is_submitted():
     with pytest.raises(ValueError, match="kind must be one of"):
         check_job_options("lsf", 1, "1GiB", None, "00:10:00", None)

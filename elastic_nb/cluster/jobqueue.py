@@ -12,6 +12,7 @@ has not arrived yet (``squeue``'s state and reason).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ import tempfile
 
 from dask.utils import parse_bytes
 from distributed import Client
+from distributed.deploy.spec import ProcessInterface
 
 from .._validation import check_choice, check_int
 from .backends import Backend
@@ -88,6 +90,39 @@ def check_job_options(kind, cores, memory, queue, walltime, account):
     }
 
 
+def _refusal(err) -> str:
+    """The batch system's own last word in a failed submission (dask-jobqueue's message
+    carries the command's whole stdout and stderr)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+@functools.cache
+def recording_job_class(job_class):
+    """``job_class`` whose refused submission is remembered rather than raised.
+
+    dask-jobqueue raises from ``Job.start`` inside ``SpecCluster``'s background state
+    correction, where nobody awaits it: tornado prints the traceback into the notebook and
+    the worker is simply never heard of again. Here the job keeps ``submit_error`` (the
+    batch system's words), which the backend's ``pending_reason`` announces as a decision;
+    the failure is logged once, as a warning.
+    """
+
+    class RecordingJob(job_class):
+        submit_error = None
+
+        async def start(self):
+            try:
+                await super().start()
+            except Exception as err:
+                self.submit_error, self.job_id = _refusal(err), None
+                logger.warning("job for worker %s refused: %s", self.name, self.submit_error)
+                await ProcessInterface.start(self)  # "running": nothing left to wait for
+
+    RecordingJob.__name__ = RecordingJob.__qualname__ = f"Recording{job_class.__name__}"
+    return RecordingJob
+
+
 def jobqueue_class(kind):
     """The dask-jobqueue cluster class of ``kind``; ImportError with the install hint."""
     try:
@@ -145,15 +180,20 @@ class JobqueueBackend(Backend):
         }
         if self.security is not None:
             options["security"] = self.security
-        self.manager = jobqueue_class(self.kind)(**self.job, **options)
+        cls = jobqueue_class(self.kind)
+        options.setdefault("job_cls", recording_job_class(cls.job_cls))
+        self.manager = cls(**self.job, **options)
         self.client = Client(self.manager, security=self.security)
         return self.client
 
     async def pending_reason(self, names):
         """Why the workers ``names`` (requested, not connected) are not here yet, in the
         batch system's words (``"2 job(s) PENDING in queue debug (Resources)"``)."""
-        jobs = [self.manager.workers[n].job_id for n in names if n in self.manager.workers]
-        jobs = [j for j in jobs if j]
+        known = [self.manager.workers[n] for n in names if n in self.manager.workers]
+        refused = [j.submit_error for j in known if getattr(j, "submit_error", None)]
+        if refused:
+            return f"{len(refused)} job(s) refused by {self.kind.upper()}: {refused[-1]}"
+        jobs = [j.job_id for j in known if j.job_id]
         if not jobs:
             return f"{len(names)} job(s) being submitted"
         if self.kind != "slurm":
