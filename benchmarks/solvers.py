@@ -67,6 +67,7 @@ from threadpoolctl import ThreadpoolController, threadpool_info
 
 import elastic_nb
 from elastic_nb import LinearRegression, LogisticRegression, engine, families, linear
+from elastic_nb.cluster.forkserver import StartMethodNanny
 from elastic_nb.datasets import make_classification, make_regression
 from elastic_nb.linear.tsqr import _chunk_r
 
@@ -1203,7 +1204,10 @@ def main(argv=None) -> int:
         "mode": "quick" if args.quick else "full",
         "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "conventions": {
-            "cluster": "LocalCluster(n_workers=2, threads_per_worker=1, processes=True)",
+            "cluster": "LocalCluster(n_workers=2, threads_per_worker=1, processes=True, "
+            "worker_class=StartMethodNanny, start_method='forkserver'): the workers an "
+            "ElasticCluster starts (fork server; MALLOC_TOP_PAD_ beside distributed's "
+            "MALLOC_TRIM_THRESHOLD_, see elastic_nb.cluster.forkserver.with_heap_top_pad)",
             "worker_blas_threads": 1,
             "numpy_references": "client process, gathered copy of the same data, "
             "threadpoolctl limits as labelled (default 1 BLAS thread)",
@@ -1223,6 +1227,8 @@ def main(argv=None) -> int:
             host="127.0.0.1",
             dashboard_address=":0",
             memory_limit=args.memory_limit,
+            worker_class=StartMethodNanny,
+            start_method="forkserver",
         ) as cluster,
         Client(cluster) as client,
     ):

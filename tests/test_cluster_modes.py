@@ -201,3 +201,25 @@ def test_only_the_nannys_cancelled_graceful_close_is_kept_out_of_the_notebook():
     assert not quiet.filter(_record_of("_on_worker_exit", asyncio.CancelledError()))
     assert quiet.filter(_record_of("_on_worker_exit", RuntimeError("real failure")))
     assert quiet.filter(_record_of("instantiate", asyncio.CancelledError()))
+
+
+def test_workers_keep_a_heap_top_pad_beside_distributeds_trim_threshold(monkeypatch):
+    """distributed's MALLOC_TRIM_THRESHOLD_ alone makes every large temporary a fresh mmap
+    (chunk kernels 2x slower); elastic_nb's workers also get MALLOC_TOP_PAD_, unless the
+    user set it."""
+    import os
+
+    from elastic_nb.cluster.forkserver import HEAP_TOP_PAD, with_heap_top_pad
+
+    monkeypatch.delenv("MALLOC_TOP_PAD_", raising=False)
+    trimmed = {"MALLOC_TRIM_THRESHOLD_": "65536"}
+    assert with_heap_top_pad(trimmed)["MALLOC_TOP_PAD_"] == str(HEAP_TOP_PAD)
+    assert with_heap_top_pad({"OMP_NUM_THREADS": "1"}) == {"OMP_NUM_THREADS": "1"}
+    assert with_heap_top_pad({**trimmed, "MALLOC_TOP_PAD_": "0"})["MALLOC_TOP_PAD_"] == "0"
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "1024")
+    assert "MALLOC_TOP_PAD_" not in with_heap_top_pad(trimmed)
+    monkeypatch.delenv("MALLOC_TOP_PAD_")
+    with ElasticCluster.local(1, 1, start_method="spawn") as cluster:
+        cluster.wait_for_workers(1)
+        pads = cluster.client.run(lambda: os.environ.get("MALLOC_TOP_PAD_"))
+    assert list(pads.values()) == [str(HEAP_TOP_PAD)]
