@@ -1,6 +1,7 @@
 """Process checks and browser settings shared by the tests."""
 
 import os
+import threading
 import time
 from html.parser import HTMLParser
 
@@ -141,3 +142,26 @@ def async_test(fn, timeout=60):
             raise outcome["error"]
 
     return run
+
+
+class Peak:
+    """The largest value ``measure()`` returned while the block ran, polled in a thread
+    every ``every`` seconds (a cluster's width, the jobs in a queue)."""
+
+    def __init__(self, measure, every=0.25):
+        self.measure, self.every, self.most = measure, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self):
+        while not self._stop.is_set():
+            self.most = max(self.most, self.measure())
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()

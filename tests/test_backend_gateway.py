@@ -1,9 +1,8 @@
 """dask-gateway for real: a ``dask-gateway-server`` on 127.0.0.1 (tests/services.py) starts
 TLS schedulers and worker processes; elastic_nb's policy drives them from the client."""
 
-import threading
-
 import pytest
+from helpers import Peak
 from services import wait_until
 
 from elastic_nb import ElasticCluster, LinearRegression
@@ -13,28 +12,6 @@ from elastic_nb.datasets import make_regression
 pytestmark = pytest.mark.timeout(240)
 
 
-class WidthWatcher:
-    """The widest the cluster was while the block ran (polled in a thread)."""
-
-    def __init__(self, cluster):
-        self.cluster, self.most = cluster, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self):
-        while not self._stop.is_set():
-            self.most = max(self.most, self.cluster.width)
-            self._stop.wait(0.2)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 @pytest.mark.slow
 def test_a_fit_under_a_lease_grows_the_gateway_cluster_and_shuts_it_down(gateway):
     with ElasticCluster.gateway(minimum=0, maximum=2, **gateway.kwargs()) as cluster:
@@ -42,7 +19,10 @@ def test_a_fit_under_a_lease_grows_the_gateway_cluster_and_shuts_it_down(gateway
         assert cluster.security.get_connection_args("client")["require_encryption"]  # TLS
         assert [c.name for c in gateway.list_clusters()] == [cluster.cluster.name]
         X, y, _ = make_regression(40_000, 4, chunks=5_000)
-        with WidthWatcher(cluster) as watch, cluster.training(iterations=15) as run:
+        with (
+            Peak(lambda: cluster.width, every=0.2) as watch,
+            cluster.training(iterations=15) as run,
+        ):
             model = LinearRegression(solver="gd", max_iter=15, tol=0, callback=run.callback)
             model.fit(X, y)
         assert watch.most >= 2, f"the gateway cluster reached only {watch.most} worker(s)"

@@ -1,10 +1,11 @@
 """SLURM through dask-jobqueue, for real: a one-node slurmctld/slurmd (tests/services.py)
 runs the ``sbatch`` jobs that become workers, and the training policy scales them."""
 
-import threading
+import subprocess
 import time
 
 import pytest
+from helpers import Peak
 from services import squeue_jobs, wait_until
 
 from elastic_nb import ElasticCluster, LinearRegression
@@ -16,31 +17,10 @@ pytestmark = pytest.mark.timeout(240)
 JOB = {"cores": 1, "memory": "1GiB", "queue": "debug", "walltime": "00:10:00"}
 
 
-class QueueWatcher:
-    """The most jobs RUNNING or PENDING in ``squeue`` at once, polled in a thread."""
-
-    def __init__(self):
-        self.most, self.states = 0, set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self):
-        import subprocess
-
-        while not self._stop.is_set():
-            out = subprocess.run(["squeue", "-h", "-o", "%T"], capture_output=True, text=True)
-            live = [s for s in out.stdout.split() if s in ("RUNNING", "PENDING")]
-            self.states.update(live)
-            self.most = max(self.most, len(live))
-            self._stop.wait(0.25)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+def live_jobs() -> int:
+    """Jobs RUNNING or PENDING in ``squeue`` now."""
+    out = subprocess.run(["squeue", "-h", "-o", "%T"], capture_output=True, text=True)
+    return sum(state in ("RUNNING", "PENDING") for state in out.stdout.split())
 
 
 @pytest.mark.slow
@@ -48,7 +28,7 @@ def test_a_fit_under_a_lease_grows_to_two_jobs_and_returns_to_the_minimum(slurm)
     with ElasticCluster.jobqueue("slurm", minimum=0, maximum=2, **JOB) as cluster:
         assert cluster.owns_cluster and cluster.adaptive.startup == 5.0
         X, y, _ = make_regression(40_000, 4, chunks=5_000)
-        with QueueWatcher() as queue, cluster.training(iterations=20, name="gd") as run:
+        with Peak(live_jobs) as queue, cluster.training(iterations=20, name="gd") as run:
             model = LinearRegression(solver="gd", max_iter=20, tol=0, callback=run.callback)
             model.fit(X, y)
         assert queue.most >= 2, f"at most {queue.most} job(s) were in squeue during the fit"
