@@ -284,17 +284,22 @@ def to_yaml(manifest) -> str:
 
 def _probe(timeout: float) -> Exception | None:
     """Why no Kubernetes API server answered within ``timeout`` (None if one did), asked
-    from an event loop of this thread's own."""
-    kr8s_asyncio = _require("kr8s.asyncio")
+    from an event loop of this thread's own.
+
+    The timeout is httpx's own, so a silent server's connection is closed by httpcore;
+    cancelling the handshake from outside (``wait_for``) left its socket in a reference
+    cycle, open until the next garbage collection. ``wait_for`` stays as a backstop.
+    """
+    kr8s, kr8s_asyncio = _require("kr8s"), _require("kr8s.asyncio")
 
     async def probe():
-        await asyncio.wait_for(kr8s_asyncio.api(), timeout)
+        api = kr8s_asyncio.Api(bypass_factory=True)  # kr8s's documented way past its cache
+        api.timeout = timeout
+        await asyncio.wait_for(api, timeout + 5)
 
     try:
         asyncio.run(probe())
-    except (TimeoutError, asyncio.TimeoutError):
-        # not the error itself: the frames of its chain hold the connection cancelled
-        # mid-handshake, whose socket httpcore leaves open for the garbage collector
+    except (TimeoutError, asyncio.TimeoutError, kr8s.APITimeoutError):
         return TimeoutError(f"no answer within {timeout:g} s")
     except Exception as error:
         return error
