@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from functools import partial
 from typing import NamedTuple
 
@@ -47,7 +48,14 @@ class _Group(NamedTuple):
 
     holder: str | None  # the worker holding them when the group was made
     chunks: tuple  # chunk indices, ascending
-    handle: object  # a ChunkGroup future, or [(x future, y future)] for a lone chunk
+    pairs: list  # [(x future, y future)] of those chunks
+    handle: object = None  # their ChunkGroup future, once made (None for a lone chunk)
+
+    @property
+    def source(self):
+        """What a task over these chunks reads: the group's one future when there is
+        one, else the chunk futures themselves."""
+        return self.pairs if self.handle is None else self.handle
 
 
 def persisted_futures(array):
@@ -82,11 +90,14 @@ class PersistedReducer:
         :class:`~elastic_nb.engine.connection.SchedulerLost`, at once.
     groups : list of _Group
         Per worker, runs of its chunks (:func:`~elastic_nb.engine.placement.layout`); a
-        run of several chunks is gathered once into a ChunkGroup future on its worker.
-        Made again when, at a look (every PLACEMENT_CHECK_SECONDS, or at once if a group
-        was lost), the chunks or a group are no longer where they were.
+        run of several chunks is gathered into a ChunkGroup future on its worker, sent
+        just after the first call's tasks (which read the chunk futures), so making it
+        costs no call a round trip. Made again when, at a look (every
+        PLACEMENT_CHECK_SECONDS, or at once if a group was lost), the chunks or a group
+        are no longer where they were.
 
-    Each call submits one task per group, in one message. The per-chunk vectors come back
+    Each call submits one task per group, in one message, each restricted (loosely) to
+    the worker holding its group. The per-chunk vectors come back
     to the client and are added in chunk order: a fixed order, so the bits of the result
     do not depend on where anything ran.
     """
@@ -116,19 +127,39 @@ class PersistedReducer:
             self.client.rebalance(self.x_futures + self.y_futures)
         self.workers = workers
 
-    def _group(self, holder, chunks) -> _Group:
-        pairs = [(self.x_futures[i], self.y_futures[i]) for i in chunks]
-        if len(pairs) > 1:  # a lone chunk is its own futures: the scheduler sees its size
-            pairs = self.client.submit(ChunkGroup, pairs, pure=False)
-        return _Group(holder, chunks, pairs)
+    def _submit(self, fn, groups, *iterables):
+        """``fn(group.source, *items)`` per group, each placed on the group's holder, in
+        one message to the scheduler.
+
+        The placement must be explicit: the tasks of every call share one task group, so
+        after a few calls the scheduler counts them as root-ish and queues them to
+        whichever worker frees up first, data or not, and a ChunkGroup weighs too little
+        for that to look costly. A worker restriction takes them out of that path;
+        ``allow_other_workers`` lets a task run elsewhere if its holder is gone."""
+        import dask
+
+        prefix = f"{getattr(fn, 'func', fn).__name__}-{uuid.uuid4().hex}"
+        keys = [f"{prefix}-{i}" for i in range(len(groups))]
+        anywhere = sorted(self.workers)
+        where = {k: [g.holder] if g.holder else anywhere for k, g in zip(keys, groups, strict=True)}
+        with dask.annotate(workers=where.__getitem__, allow_other_workers=True):
+            return self.client.map(fn, [g.source for g in groups], *iterables, key=keys)
+
+    def _make_handles(self):
+        """Gather each group of several chunks into one ChunkGroup future on its holder,
+        for the calls after this one (this call's tasks read the chunk futures)."""
+        unmade = [g for g in self.groups if g.handle is None and len(g.chunks) > 1]
+        if unmade:
+            made = dict(zip(map(id, unmade), self._submit(ChunkGroup, unmade), strict=True))
+            self.groups = [g._replace(handle=made.get(id(g))) for g in self.groups]
 
     def _in_place(self, where, runs) -> bool:
         """Whether the groups still match ``runs`` and each group future is on its
         holder only (a stolen task leaves a copy of its group behind)."""
         if [(g.holder, g.chunks) for g in self.groups] != runs:
             return False
-        futures = [g for g in self.groups if len(g.chunks) > 1]
-        return all(set(where.get(g.handle.key, ())) <= {g.holder} for g in futures)
+        made = [g for g in self.groups if g.handle is not None]
+        return all(set(where.get(g.handle.key, ())) <= {g.holder} for g in made)
 
     def _look(self):
         """Where the chunks are now; groups made again if they moved."""
@@ -137,18 +168,21 @@ class PersistedReducer:
         self._looked_at = time.monotonic()
         self._rebalance_if_grown()
         wait(self.x_futures + self.y_futures)  # a chunk still being made has no place yet
-        handles = [g.handle for g in self.groups if len(g.chunks) > 1]
+        handles = [g.handle for g in self.groups if g.handle is not None]
         where = self.client.who_has(self.x_futures + self.y_futures + handles)
         x_keys, y_keys = [f.key for f in self.x_futures], [f.key for f in self.y_futures]
         runs = layout(x_keys, y_keys, where, self.chunk_bytes)
         if not self._in_place(where, runs):
-            self.groups = [self._group(holder, chunks) for holder, chunks in runs]
+            self.groups = [
+                _Group(holder, chunks, [(self.x_futures[i], self.y_futures[i]) for i in chunks])
+                for holder, chunks in runs
+            ]
 
     def _lost_a_group(self) -> bool:
         return any(
             g.handle.status in ("error", "lost", "cancelled")
             for g in self.groups
-            if len(g.chunks) > 1
+            if g.handle is not None
         )
 
     def _jobs(self, chunks):
@@ -173,13 +207,9 @@ class PersistedReducer:
         if look or self._lost_a_group():
             self._look()
         jobs = self._jobs(chunks)
-        # no worker restrictions: the scheduler places each task where its data are
-        tasks = self.client.map(
-            partial(_per_chunk, fn),
-            [group.handle for group, _ in jobs],
-            [positions for _, positions in jobs],
-            pure=False,
-        )
+        groups = [group for group, _ in jobs]
+        tasks = self._submit(partial(_per_chunk, fn), groups, [positions for _, positions in jobs])
+        self._make_handles()
         if look:
             self._done.clear()
         rows = {}

@@ -75,7 +75,8 @@ class ChunkedEstimator(BaseEstimator):
     """What every estimator here shares.
 
     A subclass provides ``_solvers`` (the names it accepts, the first is its default),
-    ``_problem(moments, reducer, n_features)`` for its iterative solvers, and ``fit``,
+    ``_problem(moments, reducer, n_features)`` for its iterative solvers (and, to start
+    them from a sample, ``_sample_rows``), and ``fit``,
     which validates, fits inside ``_fitting()`` and ends with ``_set_fitted``. Fitted
     attributes (ending in ``_``) change only when a fit succeeds.
     """
@@ -88,6 +89,11 @@ class ChunkedEstimator(BaseEstimator):
     def solvers(cls) -> tuple:
         """The solvers this estimator accepts (the panel's menu reads it)."""
         return cls._solvers
+
+    def _sample_rows(self, X) -> int:
+        """Rows of the sample the moments pass should bring back (for a warm start); a
+        subclass that fits one on it says how many. None by default."""
+        return 0
 
     def _check_params(self):
         check_choice("solver", self.solver, self._solvers)
@@ -182,7 +188,7 @@ class ChunkedEstimator(BaseEstimator):
         did not converge (so that the warning points at the user's line)."""
         y = engine.colocated(X, y)
         reducer = engine.make_reducer(X, y)
-        moments = linear.moments(reducer, X.shape[1])
+        moments = linear.moments(reducer, X.shape[1], self._sample_rows(X))
         require_finite(moments, X, y)
         problem = self._problem(moments, reducer, X.shape[1])
         result = optimize(self._optimizer(problem, reducer, progress), problem.theta0, checkpointer)

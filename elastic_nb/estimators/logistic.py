@@ -8,12 +8,32 @@ import dask.array as da
 import numpy as np
 from scipy.special import expit
 
-from .. import families, optim
+from .. import engine, families, optim
 from .._validation import check_float
 from .base import Problem
 from .classifier import BinaryClassifier
 from .linear import linear_problem
 from .progress import warn_not_converged
+
+#: Rows of the sample Newton's warm start is fitted on, in this process: enough that the
+#: start is within the region of quadratic convergence, so the passes over all the data
+#: drop from about ten to two or three; small enough to fit in a few milliseconds.
+WARM_START_ROWS = 4096
+#: Newton iterations on the sample (it converges in fewer unless it is separable).
+WARM_START_ITERATIONS = 20
+
+
+def warm_start(sample, n_features, fit_intercept, l2):
+    """Newton's optimum of the same objective on ``sample`` (``(x, y)`` in memory), or
+    zeros if it does not converge there (a separable sample has no optimum): the start
+    for the fit on all the data, which takes over from wherever this leaves it."""
+    x, y = sample
+    zeros = np.zeros(n_features + int(bool(fit_intercept)))
+    loss_grad_hess = partial(
+        families.logistic_loss_grad_hess, engine.make_reducer(x, y), n_features, fit_intercept, l2
+    )
+    result = optim.newton(loss_grad_hess, zeros, max_iter=WARM_START_ITERATIONS, tol=1e-10)
+    return result.theta if result.converged and np.all(np.isfinite(result.theta)) else zeros
 
 
 class LogisticRegression(BinaryClassifier):
@@ -25,9 +45,10 @@ class LogisticRegression(BinaryClassifier):
     Parameters
     ----------
     solver : {"newton", "gd", "adam"}
-        ``"newton"``: one pass per iteration gives gradient and Hessian; converges in a
-        handful of iterations (best for up to a few hundred features). ``"gd"``, ``"adam"``:
-        first-order, on standardized features.
+        ``"newton"``: one pass per iteration gives gradient and Hessian; it starts from the
+        optimum on a sample of about 4,096 rows taken in the first pass, and converges in
+        two or three passes over all the data (best for up to a few hundred features).
+        ``"gd"``, ``"adam"``: first-order, on standardized features.
     C : float
         Inverse of the L2 penalty's strength.
     fit_intercept, max_iter, tol, learning_rate, batch_chunks, n_iter_no_change,
@@ -86,6 +107,11 @@ class LogisticRegression(BinaryClassifier):
             )
         return self
 
+    def _sample_rows(self, X):
+        rows = X.shape[0]
+        worth_it = self.solver == "newton" and not np.isnan(rows) and rows > 4 * WARM_START_ROWS
+        return WARM_START_ROWS if worth_it else 0
+
     def _problem(self, moments, reducer, n_features):
         l2 = 1.0 / (self.C * moments.n)
         if self.solver != "newton":
@@ -95,9 +121,11 @@ class LogisticRegression(BinaryClassifier):
         hess = partial(
             families.logistic_loss_grad_hess, reducer, n_features, self.fit_intercept, l2
         )
-        return Problem(
-            None, np.zeros(n_features + int(bool(self.fit_intercept))), loss_grad_hess=hess
-        )
+        if moments.sample is None:
+            theta0 = np.zeros(n_features + int(bool(self.fit_intercept)))
+        else:
+            theta0 = warm_start(moments.sample, n_features, self.fit_intercept, l2)
+        return Problem(None, theta0, loss_grad_hess=hess)
 
     def _optimizer(self, problem, reducer, progress):
         if self.solver != "newton":

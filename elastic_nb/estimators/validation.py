@@ -53,8 +53,9 @@ def _all_finite(values) -> bool:
 
 
 def require_finite(statistics, X, y):
-    """After a first pass: if its statistics are not finite, the data are not; say where."""
-    if all(np.all(np.isfinite(s)) for s in statistics):
+    """After a first pass: if its statistics are not finite, the data are not; say where.
+    (A sample of rows among them, a tuple, is finite when the sums over all rows are.)"""
+    if all(np.all(np.isfinite(s)) for s in statistics if not isinstance(s, tuple | None)):
         return
     for name, values in (("X", X), ("y", y)):
         if values is not None and not _all_finite(values):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
+
+from ..engine.blocks import chunk_sum
 
 
 class Scaling(NamedTuple):
@@ -16,13 +19,15 @@ class Scaling(NamedTuple):
 
 
 class Moments(NamedTuple):
-    """Rows, and means and mean squares of the columns of X and of y."""
+    """Rows, and means and mean squares of the columns of X and of y; and, if asked for,
+    a sample ``(x, y)`` of evenly spaced rows from every chunk."""
 
     n: float
     x_mean: np.ndarray
     x_mean_square: np.ndarray
     y_mean: float
     y_mean_square: float
+    sample: tuple | None = None
 
 
 def moments_kernel(x, y) -> np.ndarray:
@@ -31,12 +36,39 @@ def moments_kernel(x, y) -> np.ndarray:
     return np.concatenate([column_sums, np.einsum("ij,ij->j", x, x), [x.shape[0], y.sum(), y @ y]])
 
 
-def moments(reduce, n_features: int) -> Moments:
-    """One pass through ``reduce``: means and mean squares of the columns of X and of y."""
+def sample_kernel(rows: int, x, y) -> np.ndarray:
+    """``[k, the k picked rows of [x | y], flattened, zero-padded to rows]``: ``k <= rows``
+    evenly spaced rows of one row block, so that a sample covers every chunk (data sorted
+    by label or by time included) and is the same on every run."""
+    step = max(1, -(-x.shape[0] // rows))
+    picked = np.column_stack([x[::step], y[::step]])
+    padded = np.zeros((rows, x.shape[1] + 1))
+    padded[: len(picked)] = picked
+    return np.concatenate([[len(picked)], padded.ravel()])
+
+
+def _moments_and_sample(rows, x, y):
+    return np.concatenate([chunk_sum(moments_kernel, x, y), sample_kernel(rows, x, y)])
+
+
+def moments(reduce, n_features: int, sample_rows: int = 0) -> Moments:
+    """One pass through ``reduce``: means and mean squares of the columns of X and of y,
+    and with ``sample_rows`` a sample of about that many rows, taken in the same pass (a
+    warm start fitted on it costs no pass of its own)."""
     p = n_features
-    sums = reduce(moments_kernel, size=2 * p + 3)
+    if not sample_rows:
+        return _from_sums(reduce(moments_kernel, size=2 * p + 3), p, None)
+    per_chunk = -(-sample_rows // reduce.n_chunks)
+    size = 2 * p + 3 + 1 + per_chunk * (p + 1)
+    rows = reduce.map_chunks(partial(_moments_and_sample, per_chunk), size=size)
+    picked = [row[2 * p + 4 :].reshape(per_chunk, p + 1)[: int(row[2 * p + 3])] for row in rows]
+    sample = np.concatenate(picked)
+    return _from_sums(rows[:, : 2 * p + 3].sum(axis=0), p, (sample[:, :p], sample[:, p]))
+
+
+def _from_sums(sums, p, sample) -> Moments:
     n = sums[2 * p]
-    return Moments(n, sums[:p] / n, sums[p : 2 * p] / n, sums[-2] / n, sums[-1] / n)
+    return Moments(n, sums[:p] / n, sums[p : 2 * p] / n, sums[-2] / n, sums[-1] / n, sample)
 
 
 def column_scaling(m: Moments, fit_intercept: bool) -> Scaling:
