@@ -194,3 +194,99 @@ def test_persisted_reducer_reads_each_workers_small_chunks_through_one_future(cl
         linear.moments_kernel(Xn[rows], yn[rows]),
         rtol=1e-12,
     )
+
+
+def test_the_moments_pass_brings_back_evenly_spaced_rows_of_every_chunk():
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((1003, 4)), rng.standard_normal(1003)
+    reduce = engine.make_reducer(da.from_array(X, chunks=250), da.from_array(y, chunks=250))
+    plain, sampled = linear.moments(reduce, 4), linear.moments(reduce, 4, sample_rows=40)
+    # the sums are those of the plain pass, to the bit; 8 rows per chunk, every 32nd
+    for field in ("n", "x_mean", "x_mean_square", "y_mean", "y_mean_square"):
+        np.testing.assert_array_equal(getattr(plain, field), getattr(sampled, field))
+    rows = np.concatenate([start + np.arange(0, 250, 32) for start in (0, 250, 500, 750)])
+    rows = np.append(rows, [1000, 1001, 1002])  # the last chunk has 3 rows: all of them
+    np.testing.assert_array_equal(sampled.sample[0], X[rows])
+    np.testing.assert_array_equal(sampled.sample[1], y[rows])
+    assert plain.sample is None
+
+
+def _logistic_problem(n=3000, p=4, seed=2):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ np.linspace(-1, 1, p) + 0.3)))).astype(float)
+    reduce = engine.make_reducer(X, y)
+    hess = partial(families.logistic_loss_grad_hess, reduce, p, True, 1e-3)
+    grad = families.with_l2(
+        partial(families.linear_loss_grad, reduce, families.LOGISTIC, p, True), 1e-3, p
+    )
+    return hess, grad, p
+
+
+def test_newton_reusing_its_hessian_reaches_the_same_optimum_with_fewer_hessians():
+    hess, grad, p = _logistic_problem()
+    calls = {"hessian": 0}
+
+    def counted(theta):
+        calls["hessian"] += 1
+        return hess(theta)
+
+    exact = optim.newton(hess, np.zeros(p + 1), max_iter=50, tol=1e-14)
+    reused = optim.newton(counted, np.zeros(p + 1), loss_grad=grad, max_iter=50, tol=1e-14)
+    assert exact.converged and reused.converged
+    np.testing.assert_allclose(reused.theta, exact.theta, rtol=1e-6, atol=1e-8)
+    assert reused.loss <= exact.loss + 1e-13
+    assert calls["hessian"] < exact.n_iter + 1  # some steps took a gradient pass only
+    # the decrement rule judges the point, not the start: at the optimum, nothing to do
+    again = optim.newton(hess, exact.theta, max_iter=50, tol=1e-12)
+    assert again.converged and again.n_iter == 0
+
+
+def test_warm_started_logistic_matches_sklearn_even_with_sorted_labels(cluster):
+    from sklearn.linear_model import LogisticRegression as SklearnLogistic
+    from sklearn.metrics import log_loss
+
+    from elastic_nb import LogisticRegression
+    from elastic_nb.datasets import make_classification
+    from elastic_nb.estimators.logistic import WARM_START_ROWS
+
+    X, y, _ = make_classification(5 * WARM_START_ROWS, 6, chunks=4096, random_state=4)
+    Xn, yn = cluster.client.compute([X, y], sync=True)
+    order = np.argsort(yn, kind="stable")  # every chunk holds one class only
+    for rows in (np.arange(len(yn)), order):
+        Xs, ys = Xn[rows], yn[rows]
+        reference = SklearnLogistic(tol=1e-12, max_iter=1000).fit(Xs, ys)
+        model = LogisticRegression(tol=1e-10).fit(
+            da.from_array(Xs, chunks=4096), da.from_array(ys, chunks=4096)
+        )
+        assert model.n_iter_ <= 6  # from the sample's optimum, not from zero
+        best = log_loss(ys, reference.predict_proba(Xs))
+        assert abs(log_loss(ys, model.predict_proba(Xs)) - best) < 1e-6
+        np.testing.assert_allclose(model.coef_, reference.coef_, atol=1e-3)
+
+
+def _restrictions(dask_scheduler, prefix):
+    return {
+        str(key): (sorted(ts.worker_restrictions or ()), ts.loose_restrictions)
+        for key, ts in dask_scheduler.tasks.items()
+        if str(key).startswith(prefix)
+    }
+
+
+def test_each_iterations_tasks_are_placed_on_the_worker_holding_their_chunks(cluster):
+    """The tasks of all calls share one task group, which the scheduler may count as
+    root-ish after a few calls and queue to any free worker, moving the chunks: each task
+    is restricted, loosely (so a lost holder does not strand it), to its group's holder."""
+    client = cluster.client
+    X, y, _ = make_regression(40_000, 4, chunks=2500, random_state=1)
+    X, y = client.persist([X, y])
+    reducer = engine.make_reducer(X, y)
+    for _ in range(3):
+        families.linear_loss_grad(reducer, families.SQUARED, 4, True, np.zeros(5))
+    placed = client.run_on_scheduler(_restrictions, prefix="_per_chunk")
+    holders = {g.holder for g in reducer.groups}
+    assert len(placed) >= len(reducer.groups) and None not in holders
+    for where, loose in placed.values():
+        assert loose and len(where) == 1 and where[0] in holders
+    groups = client.run_on_scheduler(_restrictions, prefix="ChunkGroup")
+    assert groups and all(where[0] in holders for where, _ in groups.values())

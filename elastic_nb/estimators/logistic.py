@@ -121,11 +121,15 @@ class LogisticRegression(BinaryClassifier):
         hess = partial(
             families.logistic_loss_grad_hess, reducer, n_features, self.fit_intercept, l2
         )
+        data_term = partial(
+            families.linear_loss_grad, reducer, families.LOGISTIC, n_features, self.fit_intercept
+        )
+        gradient = families.with_l2(data_term, l2, n_features)
         if moments.sample is None:
             theta0 = np.zeros(n_features + int(bool(self.fit_intercept)))
         else:
             theta0 = warm_start(moments.sample, n_features, self.fit_intercept, l2)
-        return Problem(None, theta0, loss_grad_hess=hess)
+        return Problem(gradient, theta0, loss_grad_hess=hess)
 
     def _optimizer(self, problem, reducer, progress):
         if self.solver != "newton":
@@ -135,6 +139,7 @@ class LogisticRegression(BinaryClassifier):
             return optim.newton(
                 problem.loss_grad_hess,
                 theta0,
+                loss_grad=problem.loss_grad,
                 max_iter=self.max_iter,
                 tol=self.tol,
                 callback=progress,
