@@ -73,6 +73,7 @@ from elastic_nb.linear.tsqr import _chunk_r
 
 CASES = ("exact", "tsqr", "gradient", "tiny", "logistic", "out-of-core")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "solvers.json"
+SKLEARN_LBFGS = "scikit-learn LogisticRegression() lbfgs (1 BLAS thread)"
 #: "under 2 GB" is checked in decimal gigabytes (stricter than GiB).
 GB = 1e9
 
@@ -603,9 +604,9 @@ def case_exact(b: Bench) -> dict:
     targets = [
         target(
             "exact",
-            "normal fit <= 0.8x numpy in-memory normal equations (1 BLAS thread)",
+            "normal fit <= 0.6x numpy in-memory normal equations (1 BLAS thread)",
             ratio(t_ours, timings[numpy_ref]["median_s"]),
-            0.8,
+            0.6,
             "<=",
             t_ours,
             timings[numpy_ref]["median_s"],
@@ -707,9 +708,9 @@ def case_tsqr(b: Bench) -> dict:
     targets = [
         target(
             "tsqr",
-            "tsqr fit <= 3x the normal fit",
+            "tsqr fit <= 2x the normal fit",
             ratio(t_tsqr, t_normal),
-            3.0,
+            2.0,
             "<=",
             t_tsqr,
             t_normal,
@@ -807,9 +808,9 @@ def case_gradient(b: Bench) -> dict:
         "targets": [
             target(
                 "gradient",
-                "one full-batch gradient <= 1.0x numpy in-memory (1 BLAS thread)",
+                "one full-batch gradient <= 0.55x numpy in-memory (1 BLAS thread)",
                 ratio(ours, numpy_ref),
-                1.0,
+                0.55,
                 "<=",
                 ours,
                 numpy_ref,
@@ -873,9 +874,9 @@ def case_tiny(b: Bench) -> dict:
         "targets": [
             target(
                 "tiny",
-                "tiny problem: >= 50 iterations/s",
+                "tiny problem: >= 150 iterations/s",
                 ours,
-                50.0,
+                150.0,
                 ">=",
                 ours,
                 runs["dask graph per iteration (per chunk)"]["iterations_per_s"],
@@ -906,9 +907,7 @@ def case_logistic(b: Bench) -> dict:
     with quiet():
         refs, ref_models = measure(
             {
-                "scikit-learn LogisticRegression() lbfgs (1 BLAS thread)": one_blas_thread(
-                    sklearn_default
-                ),
+                SKLEARN_LBFGS: one_blas_thread(sklearn_default),
                 "scikit-learn LogisticRegression(newton-cholesky, tol=1e-12) (1 BLAS thread)": (
                     one_blas_thread(sklearn_tight)
                 ),
@@ -956,9 +955,9 @@ def case_logistic(b: Bench) -> dict:
         "targets": [
             target(
                 "logistic",
-                "log-loss within 1e-4 of scikit-learn's optimum",
+                "log-loss within 1e-6 of scikit-learn's optimum",
                 abs(gaps[ours_name]),
-                1e-4,
+                1e-6,
                 "<=",
                 gaps[ours_name],
                 best,
@@ -966,23 +965,33 @@ def case_logistic(b: Bench) -> dict:
             ),
             target(
                 "logistic",
-                f"logistic >= 10x faster than {default_name}"
+                f"(extra, issue 3) logistic >= 10x faster than {default_name}"
                 + (" (default solver)" if "admm" in default_name else " (admm skipped: --quick)"),
                 ratio(timings[default_name]["median_s"], ours),
                 10.0,
                 ">=",
                 ours,
                 timings[default_name]["median_s"],
+                required=False,
             ),
             target(
                 "logistic",
-                f"(extra, stricter) logistic >= 10x faster than the fastest dask-ml: {fastest}",
+                f"logistic >= 5x faster than the fastest dask-ml: {fastest}"
+                + ("" if "admm" in default_name else " (of lbfgs only: --quick)"),
                 ratio(timings[fastest]["median_s"], ours),
-                10.0,
+                5.0,
                 ">=",
                 ours,
                 timings[fastest]["median_s"],
-                required=False,
+            ),
+            target(
+                "logistic",
+                "logistic <= 0.8x scikit-learn LogisticRegression() lbfgs (1 BLAS thread)",
+                ratio(ours, timings[SKLEARN_LBFGS]["median_s"]),
+                0.8,
+                "<=",
+                ours,
+                timings[SKLEARN_LBFGS]["median_s"],
             ),
         ],
     }
