@@ -298,6 +298,28 @@ def test_classifier_on_the_cluster_uses_persisted_labels(cluster):
     np.testing.assert_allclose(model.coef_, local.coef_, rtol=1e-9)
 
 
+@pytest.mark.parametrize("labels", [(3, 7), (False, True), (0.0, 1.0)])
+def test_labels_of_persisted_data_are_found_and_encoded_as_in_memory(cluster, labels):
+    X, y01, _ = datasets.make_classification(20_000, 4, chunks=2500, random_state=2)
+    y = da.where(y01 > 0, labels[1], labels[0]).astype(np.asarray(labels).dtype)
+    X, y = cluster.client.persist([X, y])
+    model = LogisticRegression().fit(X, y)
+    assert model.classes_.tolist() == list(labels)
+    Xn, yn = cluster.client.compute([X, y], sync=True)
+    local = LogisticRegression().fit(Xn, yn)  # in memory: np.unique, then y == classes[1]
+    np.testing.assert_allclose(model.coef_, local.coef_, rtol=1e-9)
+    np.testing.assert_array_equal(model.predict(Xn), local.predict(Xn))
+
+
+def test_persisted_labels_of_one_or_three_classes_are_refused(cluster):
+    X, y01, _ = datasets.make_classification(6_000, 3, chunks=1500, random_state=2)
+    X, three, one = cluster.client.persist([X, y01 + (X[:, 0] > 1), y01 * 0])
+    with pytest.raises(ValueError, match="exactly 2 classes, got 3"):
+        LogisticRegression().fit(X, three)
+    with pytest.raises(ValueError, match="only one class"):
+        LogisticRegression().fit(X, one)
+
+
 # --------------------------------------------------------- scikit-learn's checks
 @parametrize_with_checks(
     [

@@ -11,7 +11,7 @@ from .blocks import BLOCK_ROWS, chunk_sum
 from .connection import SchedulerLost
 from .graph import GraphReducer, blockwise_sum
 from .persisted import PersistedReducer, persisted_futures
-from .select import colocated, make_reducer
+from .select import colocated, make_reducer, persisted_client
 
 __all__ = [
     "BLOCK_ROWS",
@@ -22,5 +22,6 @@ __all__ = [
     "chunk_sum",
     "colocated",
     "make_reducer",
+    "persisted_client",
     "persisted_futures",
 ]

@@ -20,12 +20,17 @@ def make_reducer(X, y):
     return GraphReducer(X, y)
 
 
+def persisted_client(X):
+    """The client of the cluster holding X's chunks, or None if X is not persisted there
+    (a numpy array, a lazy graph, data out of core)."""
+    x_futures = persisted_futures(X) if isinstance(X, da.Array) else None
+    return None if x_futures is None else x_futures[0].client
+
+
 def colocated(X, y):
     """``y``, persisted where X is if X lives on a cluster and y was derived lazily from
     something: the per-worker reducer then applies."""
-    if not isinstance(X, da.Array):
-        return y
-    x_futures = persisted_futures(X)
-    if x_futures is not None and persisted_futures(y) is None:
-        return x_futures[0].client.persist(y)
+    client = persisted_client(X)
+    if client is not None and persisted_futures(y) is None:
+        return client.persist(y)
     return y
