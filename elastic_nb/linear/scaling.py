@@ -7,8 +7,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..engine.blocks import chunk_sum
-
 
 class Scaling(NamedTuple):
     """Column shift and scale that make the features centred (if fitting an intercept)
@@ -48,7 +46,9 @@ def sample_kernel(rows: int, x, y) -> np.ndarray:
 
 
 def _moments_and_sample(rows, x, y):
-    return np.concatenate([chunk_sum(moments_kernel, x, y), sample_kernel(rows, x, y)])
+    # on the whole chunk, not sub-block by sub-block as a reducer's sum runs a kernel: the
+    # sums agree with the plain pass's to rounding, not to the bit
+    return np.concatenate([moments_kernel(x, y), sample_kernel(rows, x, y)])
 
 
 def moments(reduce, n_features: int, sample_rows: int = 0) -> Moments:
