@@ -56,6 +56,7 @@ from distributed import Client, LocalCluster, futures_of, wait
 import elastic_nb
 from elastic_nb import LinearRegression, LogisticRegression
 from elastic_nb.cluster.forkserver import StartMethodNanny
+from elastic_nb.cluster.prompt import make_prompt
 from elastic_nb.datasets import make_classification, make_regression
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -369,6 +370,7 @@ def parse_args(argv=None):
 
 def run_cluster(n_workers: int, work) -> list:
     with start_cluster(n_workers) as cluster, Client(cluster) as client:
+        make_prompt(client)  # as an ElasticCluster's own client and scheduler have it
         print(f"--- {n_workers} worker(s)", flush=True)
         return work(client)
 

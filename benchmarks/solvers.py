@@ -68,6 +68,7 @@ from threadpoolctl import ThreadpoolController, threadpool_info
 import elastic_nb
 from elastic_nb import LinearRegression, LogisticRegression, engine, families, linear
 from elastic_nb.cluster.forkserver import StartMethodNanny
+from elastic_nb.cluster.prompt import make_prompt
 from elastic_nb.datasets import make_classification, make_regression
 from elastic_nb.linear.tsqr import _chunk_r
 
@@ -1216,7 +1217,8 @@ def main(argv=None) -> int:
             "cluster": "LocalCluster(n_workers=2, threads_per_worker=1, processes=True, "
             "worker_class=StartMethodNanny, start_method='forkserver'): the workers an "
             "ElasticCluster starts (fork server; MALLOC_TOP_PAD_ beside distributed's "
-            "MALLOC_TRIM_THRESHOLD_, see elastic_nb.cluster.forkserver.with_heap_top_pad)",
+            "MALLOC_TRIM_THRESHOLD_, see elastic_nb.cluster.forkserver.with_heap_top_pad), "
+            "with its streams' batched-send intervals at 0 (elastic_nb.cluster.prompt)",
             "worker_blas_threads": 1,
             "numpy_references": "client process, gathered copy of the same data, "
             "threadpoolctl limits as labelled (default 1 BLAS thread)",
@@ -1242,6 +1244,7 @@ def main(argv=None) -> int:
         Client(cluster) as client,
     ):
         global CPU_PROBE
+        make_prompt(client)  # as an ElasticCluster's own client and scheduler have it
         CPU_PROBE = CpuProbe(client)
         report["machine"] = machine_info(client)
         bench = Bench(client, args)

@@ -16,6 +16,7 @@ from .._validation import check_int
 from .backends import Backend
 from .capacity import check_local_capacity, check_memory_limit, check_port
 from .forkserver import StartMethodNanny, resolve_start_method, temporary_config
+from .prompt import make_prompt
 
 LOOPBACK = "127.0.0.1"
 
@@ -170,6 +171,7 @@ class LocalBackend(Backend):
             start_method=self.start_method,
         )
         self.client = Client(self.manager, security=self.security)
+        make_prompt(self.client)
         return self.client
 
     def roll_workers(self, threads_per_worker, memory_limit, at_least, timeout):
