@@ -4,7 +4,8 @@ The tiny problem's iteration is one task per worker and a gather; its cost is di
 own round trip, not arithmetic. This script times each step of that round trip, in the
 scheduler's and the workers' own transition hooks (one clock: all processes are on this
 machine), for distributed's batched-send intervals as they ship (client 10 ms, scheduler
-to worker 5 ms, worker 2 ms) and with all of them at 0.
+to worker 5 ms, worker 2 ms) and with all of them at 0, as ``elastic_nb.cluster.prompt``
+sets them on the clusters elastic_nb starts.
 
 Run from the repository root (about 20 seconds)::
 
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from distributed import Client, LocalCluster, wait
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
+
+from elastic_nb.cluster.prompt import make_prompt
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latency.json"
 PREFIX = "roundtrip-"
@@ -65,15 +68,6 @@ def _scheduler_times(dask_scheduler=None):
 
 def _worker_times(dask_worker=None):
     return dict(dask_worker.plugins[_WorkerTimes.name].times)
-
-
-def _zero_scheduler_intervals(dask_scheduler=None):
-    for stream in [*dask_scheduler.stream_comms.values(), *dask_scheduler.client_comms.values()]:
-        stream.interval = 0.0
-
-
-def _zero_worker_interval(dask_worker=None):
-    dask_worker.batched_stream.interval = 0.0
 
 
 def timeline(client, blocks, workers, label, iterations, warmup=20) -> dict:
@@ -129,9 +123,7 @@ def main() -> None:
         blocks = [client.submit(np.ones, 1000, workers=[w], pure=False) for w in workers]
         wait(blocks)
         shipped = timeline(client, blocks, workers, "shipped", args.iterations)
-        client.scheduler_comm.interval = 0.0
-        client.run_on_scheduler(_zero_scheduler_intervals)
-        client.run(_zero_worker_interval)
+        make_prompt(client)  # what the clusters elastic_nb starts get
         zero = timeline(client, blocks, workers, "zero", args.iterations)
     report = {
         "benchmark": "benchmarks/latency.py (issue 14)",
