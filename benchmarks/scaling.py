@@ -56,6 +56,7 @@ from distributed import Client, LocalCluster, futures_of, wait
 import elastic_nb
 from elastic_nb import LinearRegression, LogisticRegression
 from elastic_nb.cluster.forkserver import StartMethodNanny
+from elastic_nb.cluster.local import worker_config
 from elastic_nb.cluster.prompt import make_prompt
 from elastic_nb.datasets import make_classification, make_regression
 
@@ -113,6 +114,7 @@ def start_cluster(n_workers: int) -> LocalCluster:
         memory_limit="10GiB",
         worker_class=StartMethodNanny,
         start_method="forkserver",
+        config=worker_config(),  # as an ElasticCluster's workers have it
     )
 
 
@@ -384,7 +386,9 @@ def main(argv=None) -> int:
         "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "conventions": {
             "cluster": "LocalCluster(threads_per_worker=1, processes=True, memory_limit='10GiB',"
-            " worker_class=StartMethodNanny, start_method='forkserver')",
+            " worker_class=StartMethodNanny, start_method='forkserver', config=worker_config()):"
+            " an ElasticCluster's workers (elastic_nb.cluster.local.worker_config), with its"
+            " streams' batched-send intervals at 0 (elastic_nb.cluster.prompt)",
             "timing": f"perf_counter, {PAUSE_SECONDS} s pause before each fit, one untimed "
             "warm-up fit at the smallest size of each series; median and min of the repeats",
             "persisted": "X and y (bytes: both, float64) persisted (client.persist, wait) if "

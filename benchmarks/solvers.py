@@ -68,6 +68,7 @@ from threadpoolctl import ThreadpoolController, threadpool_info
 import elastic_nb
 from elastic_nb import LinearRegression, LogisticRegression, engine, families, linear
 from elastic_nb.cluster.forkserver import StartMethodNanny
+from elastic_nb.cluster.local import worker_config
 from elastic_nb.cluster.prompt import make_prompt
 from elastic_nb.datasets import make_classification, make_regression
 from elastic_nb.linear.tsqr import _chunk_r
@@ -1218,7 +1219,9 @@ def main(argv=None) -> int:
             "worker_class=StartMethodNanny, start_method='forkserver'): the workers an "
             "ElasticCluster starts (fork server; MALLOC_TOP_PAD_ beside distributed's "
             "MALLOC_TRIM_THRESHOLD_, see elastic_nb.cluster.forkserver.with_heap_top_pad), "
-            "with its streams' batched-send intervals at 0 (elastic_nb.cluster.prompt)",
+            "with its streams' batched-send intervals at 0 (elastic_nb.cluster.prompt) "
+            "and its workers' profiler sampling every 100 ms "
+            "(elastic_nb.cluster.local.worker_config)",
             "worker_blas_threads": 1,
             "numpy_references": "client process, gathered copy of the same data, "
             "threadpoolctl limits as labelled (default 1 BLAS thread)",
@@ -1240,6 +1243,7 @@ def main(argv=None) -> int:
             memory_limit=args.memory_limit,
             worker_class=StartMethodNanny,
             start_method="forkserver",
+            config=worker_config(),  # as an ElasticCluster's workers have it
         ) as cluster,
         Client(cluster) as client,
     ):

@@ -1,6 +1,7 @@
 """Clusters elastic_nb starts send their messages at once (elastic_nb.cluster.prompt);
 clusters it only wraps keep distributed's batching."""
 
+import dask.config
 from distributed import LocalCluster
 
 from elastic_nb import ElasticCluster
@@ -43,8 +44,28 @@ def test_a_wrapped_cluster_keeps_distributeds_intervals():
         wrapped = ElasticCluster(cluster=local, minimum=0, maximum=1)
         try:
             ours, scheduler, workers = _intervals(wrapped.client)
+            profiling = set(wrapped.client.run(_profile_interval_ms).values())
         finally:
             wrapped.close()
         assert ours == 0.01
         assert set(workers.values()) == {0.002}
         assert all(scheduler[w] == 0.005 for w in workers)
+        assert profiling == {10}
+
+
+def _profile_interval_ms(dask_worker=None):
+    return dask_worker.periodic_callbacks["profile"].callback_time
+
+
+def test_an_owned_clusters_workers_profile_every_100_ms_unless_the_user_chose():
+    with ElasticCluster(minimum=1, maximum=2) as elastic:
+        elastic.scale(2)
+        elastic.wait_for_workers(2)
+        assert set(elastic.client.run(_profile_interval_ms).values()) == {100}
+    with (
+        dask.config.set({"distributed.worker.profile.interval": "20ms"}),
+        ElasticCluster(minimum=1, maximum=1) as elastic,
+    ):
+        elastic.scale(1)
+        elastic.wait_for_workers(1)
+        assert set(elastic.client.run(_profile_interval_ms).values()) == {20}
