@@ -183,6 +183,8 @@ def test_persisted_reducer_reads_each_workers_small_chunks_through_one_future(cl
     total = reducer(linear.moments_kernel, size=9)
     holders = {g.holder for g in reducer.groups}
     assert len(reducer.groups) == len(holders) and None not in holders
+    assert all(g.handle is None for g in reducer.groups)  # one pass: no group made
+    np.testing.assert_array_equal(reducer(linear.moments_kernel, size=9), total)
     assert all(isinstance(g.handle, Future) for g in reducer.groups)
     assert sorted(i for g in reducer.groups for i in g.chunks) == list(range(20))
     np.testing.assert_allclose(total, linear.moments_kernel(Xn, yn), rtol=1e-12)

@@ -91,10 +91,14 @@ class PersistedReducer:
     groups : list of _Group
         Per worker, runs of its chunks (:func:`~elastic_nb.engine.placement.layout`); a
         run of several chunks is gathered into a ChunkGroup future on its worker, sent
-        just after the first call's tasks (which read the chunk futures), so making it
-        costs no call a round trip. Made again when, at a look (every
+        just after the second call's tasks (which, like the first call's, read the chunk
+        futures), so making it costs no call a round trip, and a one-pass fit, which never
+        reads a group twice, makes none. Made again when, at a look (every
         PLACEMENT_CHECK_SECONDS, or at once if a group was lost), the chunks or a group
         are no longer where they were.
+    fresh : bool
+        Whether the groups were made at this call's look: their handles wait for a
+        second call.
 
     Each call submits one task per group, in one message, each restricted (loosely) to
     the worker holding its group. The per-chunk vectors come back
@@ -111,6 +115,7 @@ class PersistedReducer:
         self.workers = set()
         self.groups = []
         self._looked_at = -np.inf
+        self.fresh = False
         # results of earlier calls, released together once per look, just after a call's
         # tasks went out: the client batches messages every 10 ms, and a release sent just
         # before a call would hold its tasks back for up to that long
@@ -177,6 +182,7 @@ class PersistedReducer:
                 _Group(holder, chunks, [(self.x_futures[i], self.y_futures[i]) for i in chunks])
                 for holder, chunks in runs
             ]
+            self.fresh = True
 
     def _lost_a_group(self) -> bool:
         return any(
@@ -209,7 +215,9 @@ class PersistedReducer:
         jobs = self._jobs(chunks)
         groups = [group for group, _ in jobs]
         tasks = self._submit(partial(_per_chunk, fn), groups, [positions for _, positions in jobs])
-        self._make_handles()
+        if not self.fresh:
+            self._make_handles()
+        self.fresh = False
         if look:
             self._done.clear()
         rows = {}
