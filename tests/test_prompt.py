@@ -16,6 +16,12 @@ def _worker_interval(dask_worker=None):
     return dask_worker.batched_stream.interval
 
 
+def _frozen_objects(dask_worker=None):
+    import gc
+
+    return gc.get_freeze_count()
+
+
 def _intervals(client):
     return (
         client.scheduler_comm.interval,
@@ -35,6 +41,7 @@ def test_an_owned_cluster_sends_at_once_on_every_stream_also_to_workers_that_joi
         assert len(workers) == 2 and set(workers.values()) == {0.0}
         assert set(workers) <= set(scheduler)
         assert all(scheduler[w] == 0.0 for w in workers)
+        assert all(n > 10_000 for n in elastic.client.run(_frozen_objects).values())
 
 
 def test_a_wrapped_cluster_keeps_distributeds_intervals():
@@ -45,12 +52,14 @@ def test_a_wrapped_cluster_keeps_distributeds_intervals():
         try:
             ours, scheduler, workers = _intervals(wrapped.client)
             profiling = set(wrapped.client.run(_profile_interval_ms).values())
+            frozen = set(wrapped.client.run(_frozen_objects).values())
         finally:
             wrapped.close()
         assert ours == 0.01
         assert set(workers.values()) == {0.002}
         assert all(scheduler[w] == 0.005 for w in workers)
         assert profiling == {10}
+        assert frozen == {0}
 
 
 def _profile_interval_ms(dask_worker=None):

@@ -8,11 +8,19 @@ one round trip through all of them, and the next submission comes within the int
 the last: it always waits. At 0 a stream still batches what gathers while it writes.
 Measured (``benchmarks/latency.py``): a two-task round trip takes 7.7 ms instead of 12.1.
 
+A worker also freezes the objects it holds once started (``gc.freeze``): its ~190,000
+objects of modules and distributed's machinery live as long as it does, yet each full
+collection scanned them all, 90-105 ms (measured) in which the worker answers nothing;
+frozen, 0.1 ms. Objects made later are collected as before. On the tiny problem of
+``benchmarks/solvers.py``: 5-6% more iterations per second.
+
 Only clusters elastic_nb starts and owns get this; a scheduler someone else runs is left
 as it is.
 """
 
 from __future__ import annotations
+
+import gc
 
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
@@ -35,13 +43,14 @@ class PromptSchedulerStreams(SchedulerPlugin):
 
 
 class PromptWorkerStream(WorkerPlugin):
-    """Sets a worker's stream to the scheduler to :data:`PROMPT_INTERVAL` (every worker,
-    those that join later included)."""
+    """Sets a worker's stream to the scheduler to :data:`PROMPT_INTERVAL` and freezes the
+    objects the worker holds (every worker, those that join later included)."""
 
     name = "elastic-nb-prompt-stream"
 
     def setup(self, worker):
         worker.batched_stream.interval = PROMPT_INTERVAL
+        gc.freeze()
 
 
 def make_prompt(client) -> None:
