@@ -123,13 +123,20 @@ class CpuProbe:
 CPU_PROBE = None
 
 
-class GcClock:
-    """Seconds this process spent in garbage collections while the clock runs (``with``).
+def settle():
+    """A full collection of this process, then SETTLE_SECONDS of pause, before a timed call.
 
-    Before it starts, a full collection: one case's leftovers (results, graphs, gathered
-    copies) otherwise make the next case's timed calls pay for a full collection of this
-    process (client and scheduler) now and then, seen at 0.2-0.3 s within 100 iterations
-    of 6 ms, which timed the previous case, not the method."""
+    One case's leftovers (results, graphs, gathered copies) otherwise make the next case's
+    timed calls pay for a full collection of this process (client and scheduler) now and
+    then: seen at 0.2-0.3 s within 100 iterations of 6 ms, timing the previous case, not
+    the method. The collection comes before the pause: right before a call it would warm
+    this process's core alone (seen: the in-process numpy references 10-15% faster)."""
+    gc.collect()
+    time.sleep(SETTLE_SECONDS)
+
+
+class GcClock:
+    """Seconds this process spent in garbage collections while the clock runs (``with``)."""
 
     def __init__(self):
         self.seconds, self._started = 0.0, None
@@ -141,7 +148,6 @@ class GcClock:
             self.seconds += time.perf_counter() - self._started
 
     def __enter__(self):
-        gc.collect()
         gc.callbacks.append(self._callback)
         return self
 
@@ -172,7 +178,7 @@ def measure(methods: dict, repeats: int):
     results = {}
     for _ in range(repeats):
         for name, fn in methods.items():
-            time.sleep(SETTLE_SECONDS)
+            settle()
             with collecting[name]:
                 before = CPU_PROBE() if CPU_PROBE else None
                 start = time.perf_counter()
@@ -863,6 +869,7 @@ def case_gradient(b: Bench) -> dict:
 
 def _iterations(fn, n):
     times = []
+    settle()
     with GcClock() as collecting:
         for _ in range(n):
             start = time.perf_counter()
@@ -903,6 +910,7 @@ def case_tiny(b: Bench) -> dict:
         runs[name] = _iterations(fn, n)
 
     # a whole gradient-descent fit, iterations per second from its own history
+    settle()
     with GcClock() as collecting:
         model = LinearRegression(solver="gd", max_iter=n, tol=0.0).fit(X, y)
     history = model.history_
@@ -1269,8 +1277,8 @@ def main(argv=None) -> int:
             "worker_blas_threads": 1,
             "numpy_references": "client process, gathered copy of the same data, "
             "threadpoolctl limits as labelled (default 1 BLAS thread)",
-            "timing": f"interleaved repeats, {SETTLE_SECONDS} s pause and a full garbage "
-            "collection of this process before each call (each series of iterations); "
+            "timing": f"interleaved repeats; before each call (each series of iterations) a "
+            f"full garbage collection of this process, then a {SETTLE_SECONDS} s pause; "
             "median and min; client_gc_s: seconds this process spent collecting meanwhile",
             "coef_error": "max |coef - numpy.linalg.lstsq([X, 1], y, rcond=-1) coef|",
         },
