@@ -161,8 +161,8 @@ class GcClock:
 SETTLE_SECONDS = 0.3
 #: Worker processes of the benchmark's cluster.
 N_WORKERS = 2
-#: Worker restarts seen while making data (a worker a reference's graph killed by memory
-#: is restarted by its Nanny, and for a moment the cluster is short of it).
+#: When making data found the cluster short of a worker (one restarting, as seen once
+#: after the exact case's references): it then waits for the worker.
 RESTARTS = []
 
 

@@ -1,5 +1,6 @@
-"""Clusters elastic_nb starts send their messages at once (elastic_nb.cluster.prompt);
-clusters it only wraps keep distributed's batching."""
+"""Clusters elastic_nb starts send their messages at once, freeze their workers' startup
+objects (elastic_nb.cluster.prompt) and profile every 100 ms (cluster.local.worker_config);
+clusters it only wraps keep distributed's defaults."""
 
 import dask.config
 from distributed import LocalCluster
@@ -20,6 +21,10 @@ def _frozen_objects(dask_worker=None):
     import gc
 
     return gc.get_freeze_count()
+
+
+def _profile_interval_ms(dask_worker=None):
+    return dask_worker.periodic_callbacks["profile"].callback_time
 
 
 def _intervals(client):
@@ -60,10 +65,6 @@ def test_a_wrapped_cluster_keeps_distributeds_intervals():
         assert all(scheduler[w] == 0.005 for w in workers)
         assert profiling == {10}
         assert frozen == {0}
-
-
-def _profile_interval_ms(dask_worker=None):
-    return dask_worker.periodic_callbacks["profile"].callback_time
 
 
 def test_an_owned_clusters_workers_profile_every_100_ms_unless_the_user_chose():

@@ -7,7 +7,7 @@ from collections import defaultdict
 #: Data one per-iteration task reads at most: few tasks for small data (low overhead per
 #: iteration), enough tasks for large data that the scheduler and the scaling policy see
 #: the parallelism there is. Each task costs its worker ~1.5 ms between tasks and the
-#: scheduler and client ~2 ms of CPU, which on two cores comes out of a worker's; a pass
+#: scheduler and client ~3 ms of CPU, which on two cores comes out of a worker's; a pass
 #: reads 256 MiB in 10-40 ms, and at 64 MiB a gradient of 8M x 32 took 15-20 ms longer.
 TASK_BYTES = 256 * 2**20
 
